@@ -1,0 +1,1 @@
+# Benchmarks: make bench runs every program in bench_programs.

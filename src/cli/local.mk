@@ -1,0 +1,3 @@
+# Command line: one file per command.
+catscope_SOURCES += src/cli/main.c
+catscope_SOURCES += src/cli/cmd_stub.c

@@ -1,0 +1,52 @@
+/* catscope's entry point: dispatches to the subcommands. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "catscope/atomicfile.h"
+#include "catscope/cli.h"
+
+struct cli_command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct cli_command cli_commands[] = {
+	{ "eval", cli_eval, "measure the perplexity of a model on text" },
+	{ "generate", cli_generate, "continue a prompt greedily" },
+};
+
+static void
+cli_print_help(FILE *out)
+{
+	fprintf(out, "usage: catscope COMMAND [ARGS...]\n\n"
+		     "catscope explores the quantization error of language models.\n\n"
+		     "commands:\n");
+	for (size_t i = 0; i < sizeof(cli_commands) / sizeof(cli_commands[0]); i++)
+		fprintf(out, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
+	fprintf(out, "\nRun 'catscope COMMAND --help' for the options of a command, "
+		     "and 'man catscope' for the whole manual.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	atomic_install_signal_cleanup();
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		cli_print_help(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("catscope %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cli_commands) / sizeof(cli_commands[0]); i++) {
+		if (strcmp(argv[1], cli_commands[i].name) == 0)
+			return cli_commands[i].run(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "catscope: unknown command '%s'; run 'catscope --help' for the list\n",
+		argv[1]);
+	return 2;
+}

@@ -1,0 +1,246 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catscope/alloc.h"
+#include "catscope/atomicfile.h"
+
+/* The handler may only use async-signal-safe calls, so the paths live in static
+ * storage rather than on the heap. */
+#define ATOMIC_SLOTS 64
+
+static char atomic_paths[ATOMIC_SLOTS][PATH_MAX];
+static volatile sig_atomic_t atomic_is_directory[ATOMIC_SLOTS];
+static volatile sig_atomic_t atomic_used[ATOMIC_SLOTS];
+static volatile sig_atomic_t atomic_signal_seen;
+static volatile sig_atomic_t atomic_deferring;
+
+static void
+atomic_remove_registered(void)
+{
+	/* Files first, directories last, because a directory is only removable empty. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < ATOMIC_SLOTS; i++) {
+			if (!atomic_used[i] || atomic_is_directory[i] != pass)
+				continue;
+			if (pass == 0)
+				unlink(atomic_paths[i]);
+			else
+				rmdir(atomic_paths[i]);
+		}
+	}
+}
+
+static void
+atomic_on_signal(int signo)
+{
+	if (atomic_deferring && !atomic_signal_seen) {
+		atomic_signal_seen = 1;
+		return;
+	}
+	atomic_remove_registered();
+	signal(signo, SIG_DFL);
+	raise(signo);
+}
+
+void
+atomic_install_signal_cleanup(void)
+{
+	static int installed;
+	struct sigaction action;
+
+	if (installed)
+		return;
+	installed = 1;
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = atomic_on_signal;
+	sigemptyset(&action.sa_mask);
+	sigaction(SIGINT, &action, NULL);
+	sigaction(SIGTERM, &action, NULL);
+	sigaction(SIGHUP, &action, NULL);
+}
+
+int
+atomic_register(const char *path, int is_directory)
+{
+	if (strlen(path) >= PATH_MAX)
+		return -1;
+	for (int i = 0; i < ATOMIC_SLOTS; i++) {
+		if (atomic_used[i])
+			continue;
+		memcpy(atomic_paths[i], path, strlen(path) + 1);
+		atomic_is_directory[i] = is_directory;
+		atomic_used[i] = 1;
+		return i;
+	}
+	return -1;
+}
+
+void
+atomic_forget(int slot)
+{
+	if (slot >= 0 && slot < ATOMIC_SLOTS)
+		atomic_used[slot] = 0;
+}
+
+int
+atomic_interrupted(void)
+{
+	return atomic_signal_seen;
+}
+
+void
+atomic_defer_signals(int defer)
+{
+	atomic_deferring = defer;
+	if (!defer)
+		atomic_signal_seen = 0;
+}
+
+static char *
+atomic_directory_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return alloc_strdup(".");
+	if (slash == path)
+		return alloc_strdup("/");
+	return alloc_strndup(path, (size_t)(slash - path));
+}
+
+int
+atomic_file_open(struct atomic_file *file, const char *path, struct error *err)
+{
+	const char *base = strrchr(path, '/');
+	char *dir = atomic_directory_of(path);
+	size_t size;
+	int fd;
+
+	base = base ? base + 1 : path;
+	memset(file, 0, sizeof(*file));
+	file->slot = -1;
+	size = strlen(dir) + strlen(base) + 32;
+	file->temp_path = alloc_bytes(size);
+	snprintf(file->temp_path, size, "%s/.%s.tmp.XXXXXX", dir, base);
+	free(dir);
+
+	fd = mkstemp(file->temp_path);
+	if (fd < 0) {
+		error_set(err, "%s: cannot create a temporary file in its directory: %s", path,
+			  strerror(errno));
+		free(file->temp_path);
+		file->temp_path = NULL;
+		return -1;
+	}
+	/* mkstemp creates 0600; a saved file should get the usual umask-based mode. */
+	mode_t mask = umask(0);
+	umask(mask);
+	fchmod(fd, 0666 & ~mask);
+	file->slot = atomic_register(file->temp_path, 0);
+	file->stream = fdopen(fd, "wb");
+	if (file->stream == NULL) {
+		close(fd);
+		atomic_file_abort(file);
+		return error_set(err, "%s: %s", path, strerror(errno));
+	}
+	file->path = alloc_strdup(path);
+	return 0;
+}
+
+static int
+atomic_fsync_directory(const char *path)
+{
+	char *dir = atomic_directory_of(path);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	int rc = 0;
+
+	free(dir);
+	if (fd < 0)
+		return -1;
+	if (fsync(fd) != 0 && errno != EINVAL)
+		rc = -1;
+	close(fd);
+	return rc;
+}
+
+int
+atomic_file_commit(struct atomic_file *file, struct error *err)
+{
+	int failed = 0;
+	int saved_errno = 0;
+
+	if (fflush(file->stream) != 0 || ferror(file->stream)) {
+		failed = 1;
+		saved_errno = errno;
+	} else if (fsync(fileno(file->stream)) != 0) {
+		failed = 1;
+		saved_errno = errno;
+	}
+	if (fclose(file->stream) != 0 && !failed) {
+		failed = 1;
+		saved_errno = errno;
+	}
+	file->stream = NULL;
+	if (!failed && rename(file->temp_path, file->path) != 0) {
+		failed = 1;
+		saved_errno = errno;
+	}
+	if (failed) {
+		error_set(err, "%s: writing failed, the previous file (if any) is unchanged: %s",
+			  file->path, strerror(saved_errno));
+		atomic_file_abort(file);
+		return -1;
+	}
+	atomic_forget(file->slot);
+	file->slot = -1;
+	atomic_fsync_directory(file->path);
+	free(file->temp_path);
+	free(file->path);
+	file->temp_path = NULL;
+	file->path = NULL;
+	return 0;
+}
+
+void
+atomic_file_abort(struct atomic_file *file)
+{
+	if (file->stream != NULL) {
+		fclose(file->stream);
+		file->stream = NULL;
+	}
+	if (file->temp_path != NULL) {
+		unlink(file->temp_path);
+		free(file->temp_path);
+		file->temp_path = NULL;
+	}
+	atomic_forget(file->slot);
+	file->slot = -1;
+	free(file->path);
+	file->path = NULL;
+}
+
+int
+atomic_write_all(const char *path, const void *data, size_t size, struct error *err)
+{
+	struct atomic_file file;
+
+	if (atomic_file_open(&file, path, err) != 0)
+		return -1;
+	if (size > 0 && fwrite(data, 1, size, file.stream) != size) {
+		int saved_errno = errno;
+
+		atomic_file_abort(&file);
+		return error_set(err, "%s: writing failed, the previous file (if any) is unchanged: %s",
+				 path, strerror(saved_errno));
+	}
+	return atomic_file_commit(&file, err);
+}

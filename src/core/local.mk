@@ -1,0 +1,11 @@
+# Core: errors, logging, allocation, atomic writes, progress.
+libcatscope_a_SOURCES += src/core/error.c src/core/alloc.c src/core/log.c \
+	src/core/atomicfile.c src/core/progress.c
+noinst_HEADERS += include/catscope/error.h include/catscope/alloc.h include/catscope/log.h \
+	include/catscope/atomicfile.h include/catscope/progress.h include/catscope/testutil.h
+
+check_PROGRAMS += tests/test_core
+CS_TESTS += tests/test_core
+tests_test_core_SOURCES = tests/test_core.c
+tests_test_core_CFLAGS = $(TEST_CFLAGS)
+tests_test_core_LDADD = $(TEST_LIBS)

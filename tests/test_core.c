@@ -1,0 +1,179 @@
+/* Tests of the core part: error formatting and atomic file replacement. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "catscope/atomicfile.h"
+#include "catscope/error.h"
+#include "catscope/testutil.h"
+
+static int
+count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void
+read_file(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, size - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+}
+
+static void
+error_prefix_keeps_message(void **state)
+{
+	struct error err;
+
+	assert_int_equal(error_set(&err, "bad value %d", 7), -1);
+	error_prefix(&err, "%s", "model.gguf");
+	assert_string_equal(err.message, "model.gguf: bad value 7");
+}
+
+static void
+atomic_write_replaces_file(void **state)
+{
+	const char *dir = testutil_scratch_dir();
+	char path[4200];
+	char buf[64];
+	struct error err;
+
+	snprintf(path, sizeof(path), "%s/out.txt", dir);
+	assert_int_equal(atomic_write_all(path, "old", 3, &err), 0);
+	assert_int_equal(atomic_write_all(path, "new data", 8, &err), 0);
+	read_file(path, buf, sizeof(buf));
+	assert_string_equal(buf, "new data");
+	assert_int_equal(count_entries(dir), 1);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+atomic_abort_keeps_old_file(void **state)
+{
+	const char *dir = testutil_scratch_dir();
+	char path[4200];
+	char buf[64];
+	struct atomic_file file;
+	struct error err;
+
+	snprintf(path, sizeof(path), "%s/out.txt", dir);
+	assert_int_equal(atomic_write_all(path, "old", 3, &err), 0);
+	assert_int_equal(atomic_file_open(&file, path, &err), 0);
+	fputs("half written", file.stream);
+	assert_int_equal(count_entries(dir), 2);
+	atomic_file_abort(&file);
+	read_file(path, buf, sizeof(buf));
+	assert_string_equal(buf, "old");
+	assert_int_equal(count_entries(dir), 1);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+atomic_write_missing_directory(void **state)
+{
+	struct error err;
+
+	error_clear(&err);
+	assert_int_equal(atomic_write_all("/nonexistent-dir-catscope/x", "a", 1, &err), -1);
+	assert_non_null(strstr(err.message, "/nonexistent-dir-catscope/x"));
+}
+
+static void
+atomic_write_read_only_directory(void **state)
+{
+	const char *dir = testutil_scratch_dir();
+	char path[4200];
+	char buf[64];
+	struct error err;
+
+	if (geteuid() == 0)
+		skip(); /* root ignores directory permissions */
+	snprintf(path, sizeof(path), "%s/out.txt", dir);
+	assert_int_equal(atomic_write_all(path, "old", 3, &err), 0);
+	chmod(dir, 0555);
+	assert_int_equal(atomic_write_all(path, "new", 3, &err), -1);
+	chmod(dir, 0755);
+	read_file(path, buf, sizeof(buf));
+	assert_string_equal(buf, "old");
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+atomic_write_file_size_limit(void **state)
+{
+	const char *dir = testutil_scratch_dir();
+	char path[4200];
+	char buf[64];
+	char big[1 << 16];
+	struct error err;
+	pid_t pid;
+	int status;
+
+	/* A file size limit makes write fail with EFBIG, as a full disk fails with
+	 * ENOSPC; the child sets it so that the test process keeps its own limits. */
+	snprintf(path, sizeof(path), "%s/out.txt", dir);
+	assert_int_equal(atomic_write_all(path, "old", 3, &err), 0);
+	memset(big, 'x', sizeof(big));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit limit = { 4096, 4096 };
+
+		signal(SIGXFSZ, SIG_IGN);
+		setrlimit(RLIMIT_FSIZE, &limit);
+		_exit(atomic_write_all(path, big, sizeof(big), &err) == -1 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	read_file(path, buf, sizeof(buf));
+	assert_string_equal(buf, "old");
+	assert_int_equal(count_entries(dir), 1);
+	unlink(path);
+	rmdir(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(error_prefix_keeps_message),
+		cmocka_unit_test(atomic_write_replaces_file),
+		cmocka_unit_test(atomic_abort_keeps_old_file),
+		cmocka_unit_test(atomic_write_missing_directory),
+		cmocka_unit_test(atomic_write_read_only_directory),
+		cmocka_unit_test(atomic_write_file_size_limit),
+	};
+
+	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}
