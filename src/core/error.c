@@ -32,7 +32,9 @@ error_prefix(struct error *err, const char *fmt, ...)
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	snprintf(joined, sizeof(joined), "%s: %s", prefix, err->message);
-	snprintf(err->message, sizeof(err->message), "%s", joined);
+	/* A message longer than the buffer keeps its start, which names the file. */
+	joined[sizeof(err->message) - 1] = '\0';
+	memcpy(err->message, joined, sizeof(err->message));
 }
 
 void
