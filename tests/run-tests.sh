@@ -18,8 +18,8 @@ for t in "$@"; do
 		./"$t" >"$log" 2>&1
 		status=$?
 		cat "$log"
-		ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
-		bad=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+		ok=$(sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+		bad=$(sed -n 's/.*\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 		skip=$(sed -n 's/^ \([0-9]*\) SKIPPED TEST.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 		skipped=$((skipped + skip))
 		passed=$((passed + ok))

@@ -4,11 +4,29 @@
 #ifndef CATSCOPE_CLI_H
 #define CATSCOPE_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catscope/error.h"
+#include "catscope/model.h"
+
 int cli_eval(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 
-/* Prints "catscope: message" and a hint to run --help; returns 2. */
+/* Prints "catscope COMMAND: message" and a hint to run --help; returns 2. */
 int cli_usage_error(const char *command, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Prints "catscope: message" for a failure; returns 1. */
+int cli_fail(const struct error *err);
+
+/* Parses a positive integer option value; returns -1 with a message on anything else. */
+int cli_parse_int(const char *command, const char *option, const char *text, int min, int max,
+		  int *out);
+
+/* Reads and concatenates text files into one newly allocated buffer. */
+char *cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *err);
+/* Tokenizes the text with the model's convention (BOS at the start only). */
+int cli_tokenize(const struct model *model, const char *text, size_t length, int32_t **ids,
+		 size_t *n_ids, struct error *err);
 
 #endif

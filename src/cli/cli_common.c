@@ -1,0 +1,106 @@
+/* Helpers shared by the subcommands: messages, option values, input text. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "catscope/alloc.h"
+#include "catscope/cli.h"
+
+/* Text inputs are read whole; larger corpora should be cut before calibration. */
+#define CLI_MAX_TEXT_BYTES ((size_t)1 << 31)
+
+int
+cli_usage_error(const char *command, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "catscope %s: ", command);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nRun 'catscope %s --help' for usage.\n", command);
+	return 2;
+}
+
+int
+cli_fail(const struct error *err)
+{
+	fprintf(stderr, "catscope: %s\n", err->message);
+	return 1;
+}
+
+int
+cli_parse_int(const char *command, const char *option, const char *text, int min, int max, int *out)
+{
+	char *end;
+	long value;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
+		cli_usage_error(command, "%s expects a whole number from %d to %d, got '%s'", option, min,
+				max, text);
+		return -1;
+	}
+	*out = (int)value;
+	return 0;
+}
+
+char *
+cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *err)
+{
+	size_t total = 0;
+	char *buffer = NULL;
+
+	for (int i = 0; i < n_paths; i++) {
+		FILE *f = fopen(paths[i], "rb");
+		struct stat st;
+		size_t size;
+
+		if (f == NULL) {
+			free(buffer);
+			error_set(err, "%s: cannot open the text file: %s", paths[i], strerror(errno));
+			return NULL;
+		}
+		if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+			fclose(f);
+			free(buffer);
+			error_set(err, "%s: not a regular file", paths[i]);
+			return NULL;
+		}
+		size = (size_t)st.st_size;
+		if (size > CLI_MAX_TEXT_BYTES - total) {
+			fclose(f);
+			free(buffer);
+			error_set(err, "%s: the text inputs exceed 2 GiB; pass a smaller sample", paths[i]);
+			return NULL;
+		}
+		buffer = alloc_resize(buffer, total + size + 1, 1);
+		if (fread(buffer + total, 1, size, f) != size) {
+			fclose(f);
+			free(buffer);
+			error_set(err, "%s: reading failed", paths[i]);
+			return NULL;
+		}
+		fclose(f);
+		total += size;
+	}
+	if (buffer == NULL)
+		buffer = alloc_bytes(1);
+	buffer[total] = '\0';
+	*length = total;
+	return buffer;
+}
+
+int
+cli_tokenize(const struct model *model, const char *text, size_t length, int32_t **ids,
+	     size_t *n_ids, struct error *err)
+{
+	return tokenizer_encode(model->tokenizer, text, length, true, ids, n_ids, err);
+}
