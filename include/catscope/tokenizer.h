@@ -43,10 +43,20 @@ struct tokenizer_spm_vocab {
 	bool add_bos;
 };
 
+/* Builds a tokenizer with llama.cpp's SentencePiece semantics: "▁" is put in front of
+ * non-empty text, every space becomes "▁" (runs of spaces are kept), and the adjacent
+ * pair whose concatenation is a piece with the highest score merges first (leftmost on
+ * ties). Characters left without a piece become <0xNN> byte tokens. Text is never
+ * searched for control-token spellings such as "<s>". The vocabulary is copied, so the
+ * caller keeps ownership of vocab. Caller frees the result with tokenizer_free(). */
 struct tokenizer *tokenizer_new_spm(const struct tokenizer_spm_vocab *vocab, struct error *err);
-/* Loads dir/tokenizer.json and, if present, dir/tokenizer_config.json. */
+/* Loads dir/tokenizer.json and, if present, dir/tokenizer_config.json. Supports the BPE
+ * model in its SentencePiece form (Prepend/Replace normalizer, byte fallback) and its
+ * byte-level form (NFC, regex Split, ByteLevel), added tokens, and TemplateProcessing for
+ * BOS/EOS. Any other component fails with an error naming the file and the key.
+ * Caller frees the result with tokenizer_free(). */
 struct tokenizer *tokenizer_load_hf(const char *dir, struct error *err);
-void tokenizer_free(struct tokenizer *tok);
+void tokenizer_free(struct tokenizer *tok); /* NULL is a no-op */
 
 /* Encodes text (UTF-8, len bytes) into a newly allocated array stored in *ids.
  * add_special adds what the model's convention adds (BOS for Llama 2), as
@@ -54,8 +64,30 @@ void tokenizer_free(struct tokenizer *tok);
 int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len, bool add_special,
 		     int32_t **ids, size_t *n_ids, struct error *err);
 
-/* Returns a newly allocated UTF-8 string for ids, dropping control tokens. */
+/* Returns a newly allocated NUL-terminated string for ids (caller frees). Control tokens
+ * (BOS, EOS, Hugging Face special added tokens) are dropped, byte tokens become their
+ * byte, and "▁" becomes a space. For SentencePiece-style tokenizers the one space that
+ * encoding put in front of the text is removed from the start of the result, as Hugging
+ * Face's Strip decoder does, so decode(encode(text)) == text. Out-of-range ids are
+ * skipped. The bytes need not be valid UTF-8 when ids end inside a character. */
 char *tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n_ids);
+
+/* Returns the bytes that id adds to streamed output, borrowed from tok (valid until
+ * tokenizer_free), and stores their count in *len. prev_id is the token before id, or -1
+ * at the start. After the start or a control token such as BOS, a SentencePiece-style
+ * tokenizer drops the leading space of the piece, as llama2.c's decode does. A byte token
+ * yields one byte, so a multi-byte character arrives over several calls. Unknown ids
+ * give "" and *len = 0. */
+const char *tokenizer_decode_token(const struct tokenizer *tok, int32_t prev_id, int32_t id,
+				   size_t *len);
+
+/* Returns the piece of id as the vocabulary spells it ("▁the", "Ġthe", "<0x0A>", "<s>"),
+ * borrowed from tok, or NULL for an id out of range. */
+const char *tokenizer_token_piece(const struct tokenizer *tok, int32_t id);
+/* Returns the token's enum token_type, or 0 for an id out of range. Hugging Face special
+ * added tokens are TOKEN_TYPE_CONTROL, other added tokens TOKEN_TYPE_USER_DEFINED. */
+int tokenizer_token_type(const struct tokenizer *tok, int32_t id);
+bool tokenizer_is_control(const struct tokenizer *tok, int32_t id);
 
 size_t tokenizer_vocab_size(const struct tokenizer *tok);
 int32_t tokenizer_bos_id(const struct tokenizer *tok); /* -1 when the model has none */
