@@ -55,6 +55,7 @@ tokenizer_free(struct tokenizer *tok)
 	free(tok->merges.keys);
 	free(tok->merges.ranks);
 	free(tok->merges.results);
+	free(tok->char_pairs.keys);
 	for (size_t i = 0; i < tok->n_added; i++)
 		free(tok->added[i].text);
 	free(tok->added);
@@ -180,6 +181,89 @@ merge_index_find(const struct merge_index *merges, int32_t left, int32_t right, 
 			return true;
 		}
 		slot = (slot + 1) & merges->mask;
+	}
+	return false;
+}
+
+uint32_t
+char_pack(const char *text, size_t len)
+{
+	uint32_t packed = 0;
+
+	for (size_t i = 0; i < len; i++)
+		packed = packed << 8 | (unsigned char)text[i];
+	return packed;
+}
+
+size_t
+utf8_char_length(const char *text, size_t len)
+{
+	unsigned char c = (unsigned char)text[0];
+	size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+
+	/* Broken UTF-8 goes byte by byte, so byte fallback keeps every byte. */
+	if (n > len)
+		return 1;
+	for (size_t i = 1; i < n; i++) {
+		if (((unsigned char)text[i] & 0xc0) != 0x80)
+			return 1;
+	}
+	return n;
+}
+
+static void
+char_pair_insert(struct char_pair_set *set, uint64_t key)
+{
+	size_t slot = hash_pair(key) & set->mask;
+
+	while (set->keys[slot] != MERGE_KEY_EMPTY) {
+		if (set->keys[slot] == key)
+			return;
+		slot = (slot + 1) & set->mask;
+	}
+	set->keys[slot] = key;
+}
+
+static void
+char_pairs_build(struct tokenizer *tok)
+{
+	size_t total = 0;
+
+	for (size_t id = 0; id < tok->n_tokens; id++)
+		total += tok->piece_lengths[id];
+	tok->char_pairs.mask = table_size_for(total) - 1;
+	tok->char_pairs.keys = alloc_array(tok->char_pairs.mask + 1, sizeof(uint64_t));
+	for (size_t i = 0; i <= tok->char_pairs.mask; i++)
+		tok->char_pairs.keys[i] = MERGE_KEY_EMPTY;
+	for (size_t id = 0; id < tok->n_tokens; id++) {
+		const char *piece = tok->pieces[id];
+		size_t len = tok->piece_lengths[id];
+		size_t first = utf8_char_length(piece, len);
+
+		/* The pair boundaries must be found the way the encoder finds characters,
+		 * so broken UTF-8 splits byte by byte here as well. */
+		for (size_t i = 0; len > 0 && i + first < len;) {
+			size_t second = utf8_char_length(piece + i + first, len - i - first);
+			uint64_t key = (uint64_t)char_pack(piece + i, first) << 32 |
+				       char_pack(piece + i + first, second);
+
+			char_pair_insert(&tok->char_pairs, key);
+			i += first;
+			first = second;
+		}
+	}
+}
+
+bool
+char_pair_known(const struct tokenizer *tok, uint32_t left, uint32_t right)
+{
+	uint64_t key = (uint64_t)left << 32 | right;
+	size_t slot = hash_pair(key) & tok->char_pairs.mask;
+
+	while (tok->char_pairs.keys[slot] != MERGE_KEY_EMPTY) {
+		if (tok->char_pairs.keys[slot] == key)
+			return true;
+		slot = (slot + 1) & tok->char_pairs.mask;
 	}
 	return false;
 }
@@ -311,6 +395,8 @@ tokenizer_finish(struct tokenizer *tok)
 			tok->byte_ids[b] = (int32_t)id;
 	}
 	piece_index_build(tok);
+	if (tok->kind == TOKENIZER_SPM)
+		char_pairs_build(tok);
 	if (tok->kind == TOKENIZER_BYTE_LEVEL) {
 		for (unsigned b = 0; b < 256; b++) {
 			size_t n = byte_level_char(b, mapped);

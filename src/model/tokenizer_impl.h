@@ -44,6 +44,15 @@ struct merge_index {
 
 #define MERGE_KEY_EMPTY UINT64_MAX
 
+/* Set of (character, character) pairs that occur next to each other inside some piece.
+ * A character is its UTF-8 bytes packed into a uint32_t. Merging can never join two
+ * neighbours whose pair is absent, so the SentencePiece encoder cuts the text there and
+ * merges the pieces separately, which keeps the heap small on long texts. */
+struct char_pair_set {
+	size_t mask;
+	uint64_t *keys; /* MERGE_KEY_EMPTY when empty */
+};
+
 /* A token matched whole in the input before normalization (Hugging Face added_tokens). */
 struct added_token {
 	char *text;
@@ -65,6 +74,7 @@ struct tokenizer {
 
 	struct piece_index index;
 	struct merge_index merges;
+	struct char_pair_set char_pairs; /* TOKENIZER_SPM only */
 
 	int32_t byte_ids[256];   /* <0xNN> byte-fallback token of each byte, or -1 */
 	int32_t byte_chars[256]; /* byte level: token of the character each byte maps to */
@@ -108,6 +118,11 @@ void merge_index_add(struct merge_index *merges, int32_t left, int32_t right, in
 		     int32_t result);
 bool merge_index_find(const struct merge_index *merges, int32_t left, int32_t right,
 		      int32_t *rank, int32_t *result);
+/* Returns the length of the UTF-8 character at text, or 1 for a broken sequence so that
+ * byte fallback keeps every byte. */
+size_t utf8_char_length(const char *text, size_t len);
+uint32_t char_pack(const char *text, size_t len);
+bool char_pair_known(const struct tokenizer *tok, uint32_t left, uint32_t right);
 /* Fills byte_ids, byte_chars and the decoded table from pieces and types; call once the
  * vocabulary and kind are final. */
 void tokenizer_finish(struct tokenizer *tok);
