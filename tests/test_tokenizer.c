@@ -290,10 +290,10 @@ contains(const char *text, const char *needle)
  * checked where the tokenizer keeps the text: no literal special tokens and, with NFC,
  * no change by normalization. */
 static size_t
-check_reference_ids(const char *dir, const char *const *specials, bool nfc)
+check_reference_ids(const struct tokenizer *tok, const char *dir, const char *const *specials,
+		    bool nfc)
 {
 	char path[256];
-	struct tokenizer *tok = load_hf(dir);
 	size_t size, matched = 0, total = 0, round_trips = 0;
 	char *file, *line;
 
@@ -346,7 +346,6 @@ check_reference_ids(const char *dir, const char *const *specials, bool nfc)
 		      matched, total, round_trips);
 	assert_int_equal(total, 60);
 	free(file);
-	tokenizer_free(tok);
 	return matched;
 }
 
@@ -354,16 +353,65 @@ static void
 tokenizer_mistral_reference_ids(void **state)
 {
 	static const char *const specials[] = {"<s>", "</s>", "<unk>", NULL};
+	static const char broken[] = "bad \xff\xfe utf8";
+	struct tokenizer *tok = load_hf("tokenizers/mistral");
+	int32_t *ids;
+	size_t n_ids;
 
-	assert_int_equal(check_reference_ids("tokenizers/mistral", specials, false), 60);
+	assert_int_equal(check_reference_ids(tok, "tokenizers/mistral", specials, false), 60);
+	assert_int_equal(tokenizer_bos_id(tok), 1);
+	assert_int_equal(tokenizer_vocab_size(tok), 32000);
+
+	/* Broken UTF-8 goes through byte fallback: 0xff and 0xfe are ids 258 and 257. */
+	encode_ok(tok, broken, strlen(broken), false, &ids, &n_ids);
+	assert_int_equal(n_ids, 6);
+	assert_int_equal(ids[2], 258);
+	assert_int_equal(ids[3], 257);
+	free(ids);
+	check_round_trip(tok, broken, strlen(broken));
+
+	/* Literal "<s>" is BOS; the text after it gets its own "▁" prefix, which decode
+	 * keeps because it no longer stands at the start. */
+	encode_ok(tok, "<s>Hello", 8, false, &ids, &n_ids);
+	assert_int_equal(n_ids, 2);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 22557);
+	free(ids);
+	tokenizer_free(tok);
 }
 
 static void
 tokenizer_qwen3_reference_ids(void **state)
 {
 	static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", NULL};
+	static const char chat[] = "<|im_start|><think>hi</think><|im_end|>";
+	struct tokenizer *tok = load_hf("tokenizers/qwen3");
+	struct error err = {{0}};
+	int32_t *ids;
+	size_t n_ids;
+	char *back;
 
-	assert_int_equal(check_reference_ids("tokenizers/qwen3", specials, true), 60);
+	assert_int_equal(check_reference_ids(tok, "tokenizers/qwen3", specials, true), 60);
+	assert_int_equal(tokenizer_bos_id(tok), -1);
+	assert_int_equal(tokenizer_eos_id(tok), 151645);
+	assert_int_equal(tokenizer_vocab_size(tok), 151669);
+
+	/* Added tokens match whole; decode drops the special ones and keeps the others. */
+	encode_ok(tok, chat, strlen(chat), true, &ids, &n_ids);
+	assert_true(n_ids >= 5);
+	assert_int_equal(ids[0], 151644);
+	assert_int_equal(ids[1], 151667);
+	assert_int_equal(ids[n_ids - 2], 151668);
+	assert_int_equal(ids[n_ids - 1], 151645);
+	back = tokenizer_decode(tok, ids, n_ids);
+	assert_string_equal(back, "<think>hi</think>");
+	free(back);
+	free(ids);
+
+	/* The split regex and NFC need UTF-8, so broken input is an error with its offset. */
+	assert_int_equal(tokenizer_encode(tok, "bad \xff", 5, false, &ids, &n_ids, &err), -1);
+	assert_non_null(strstr(err.message, "not valid UTF-8 at byte 4"));
+	tokenizer_free(tok);
 }
 
 /* Writes text as dir/tokenizer.json and returns the error message of loading it. */
@@ -446,6 +494,13 @@ tokenizer_speed_on_wiki(void **state)
 	report_speed("spm (tok512.bin)", spm, text, len);
 	report_speed("tokenizer.json (hf-stories260K)", hf, text, len);
 	tokenizer_free(spm);
+	tokenizer_free(hf);
+
+	hf = load_hf("tokenizers/mistral");
+	report_speed("tokenizer.json (mistral)", hf, text, len);
+	tokenizer_free(hf);
+	hf = load_hf("tokenizers/qwen3");
+	report_speed("tokenizer.json (qwen3)", hf, text, len);
 	tokenizer_free(hf);
 	free(text);
 }
