@@ -43,10 +43,10 @@ struct tokenizer_spm_vocab {
 	bool add_bos;
 };
 
-/* Builds a tokenizer with llama.cpp's SentencePiece semantics: "▁" is put in front of
- * non-empty text, every space becomes "▁" (runs of spaces are kept), and the adjacent
- * pair whose concatenation is a piece with the highest score merges first (leftmost on
- * ties). Characters left without a piece become <0xNN> byte tokens. Text is never
+/* Builds a tokenizer with llama.cpp's SentencePiece semantics. "▁" is put in front of
+ * non-empty text and every space becomes "▁", so runs of spaces are kept. Of the
+ * adjacent pairs whose concatenation is a piece, the one with the highest score merges
+ * first, leftmost on ties. Characters left without a piece become <0xNN> byte tokens. Text is never
  * searched for control-token spellings such as "<s>". The vocabulary is copied, so the
  * caller keeps ownership of vocab. Caller frees the result with tokenizer_free(). */
 struct tokenizer *tokenizer_new_spm(const struct tokenizer_spm_vocab *vocab, struct error *err);
@@ -66,7 +66,8 @@ int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len, 
 
 /* Returns a newly allocated NUL-terminated string for ids (caller frees). Control tokens
  * (BOS, EOS, Hugging Face special added tokens) are dropped, byte tokens become their
- * byte, and "▁" becomes a space. For SentencePiece-style tokenizers the one space that
+ * byte, and "▁" becomes a space. A GGUF token of type TOKEN_TYPE_UNKNOWN decodes as its
+ * piece, such as "<unk>". For SentencePiece-style tokenizers the one space that
  * encoding put in front of the text is removed from the start of the result, as Hugging
  * Face's Strip decoder does, so decode(encode(text)) == text. Out-of-range ids are
  * skipped. The bytes need not be valid UTF-8 when ids end inside a character. */

@@ -63,7 +63,7 @@ tokenizer_free(struct tokenizer *tok)
 	free(tok);
 }
 
-/* FNV-1a: short keys, no need for anything stronger. */
+/* FNV-1a, which is enough for short keys that no adversary picks. */
 static uint64_t
 hash_bytes(const char *text, size_t len)
 {
@@ -199,8 +199,14 @@ size_t
 utf8_char_length(const char *text, size_t len)
 {
 	unsigned char c = (unsigned char)text[0];
-	size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+	size_t n = 1;
 
+	if (c >= 0xf0)
+		n = 4;
+	else if (c >= 0xe0)
+		n = 3;
+	else if (c >= 0xc0)
+		n = 2;
 	/* Broken UTF-8 goes byte by byte, so byte fallback keeps every byte. */
 	if (n > len)
 		return 1;
@@ -358,8 +364,8 @@ fill_decoded_byte_level(struct tokenizer *tok, size_t id)
 			uint32_t cp = utf8_decode_one((const unsigned char *)piece + i, len - i, &used);
 			int b = byte_level_byte(cp);
 
-			/* A character outside the map cannot come from byte-level encoding;
-			 * copy it so that nothing disappears silently. */
+			/* A character outside the map cannot come from byte-level encoding.
+			 * It is copied so that nothing disappears silently. */
 			if (b >= 0) {
 				out[n++] = (char)b;
 			} else {

@@ -2,8 +2,8 @@
  * byte-level segment encoders, and the GPT-2 byte-to-character map.
  *
  * Merging keeps the symbols of a pre-token in a doubly linked list and the candidate
- * pairs in a binary heap, so a pre-token of n characters costs O(n log n) rather than
- * the O(n^2) of rescanning for the best pair after every merge. */
+ * pairs in a binary heap. A pre-token of n characters then costs O(n log n), where
+ * rescanning for the best pair after every merge would cost O(n^2). */
 #include "config.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -49,7 +49,7 @@ pair_before(const struct bpe_pair *a, const struct bpe_pair *b)
 {
 	if (a->priority != b->priority)
 		return a->priority < b->priority;
-	/* Leftmost first on ties, as SentencePiece and Hugging Face do. */
+	/* Leftmost first on ties; the Mistral and Qwen3 reference ids depend on it. */
 	return a->left < b->left;
 }
 
@@ -202,7 +202,7 @@ emit_bytes(const struct tokenizer *tok, const char *text, size_t len, struct id_
 		if (id < 0)
 			return error_set(err, "tokenizer: byte 0x%02x has no byte token and the "
 					 "vocabulary has no unknown token", b);
-		/* NOTE: Hugging Face's fuse_unk would fold a run of unknown tokens into one;
+		/* NOTE: Hugging Face's fuse_unk folds a run of unknown tokens into one, but
 		 * here every byte without a token gets its own unknown id. */
 		id_list_push(out, id);
 	}
@@ -326,7 +326,7 @@ byte_level_encode(const struct tokenizer *tok, const char *text, size_t len,
 
 	match = pcre2_match_data_create_from_pattern(tok->split_regex, NULL);
 	while (pos < len) {
-		/* The caller has validated the UTF-8; checking it again on every call would
+		/* The caller has validated the UTF-8. Checking it again on every call would
 		 * make the split quadratic in the text length. */
 		int found = pcre2_match(tok->split_regex, (PCRE2_SPTR)text, len, pos,
 					PCRE2_NO_UTF_CHECK, match, NULL);
@@ -347,7 +347,7 @@ byte_level_encode(const struct tokenizer *tok, const char *text, size_t len,
 							 err)) < 0)
 			break;
 		if (end == start) {
-			/* An empty match would loop; move past the rest as one pre-token. */
+			/* An empty match would loop, so the rest becomes one pre-token. */
 			if (start < len)
 				rc = byte_level_word(tok, text + start, len - start, w, out, err);
 			break;
@@ -474,7 +474,7 @@ byte_level_compile_regex(const char *pattern, size_t len, char *message, size_t 
 		snprintf(message, size, "%s at offset %zu", (const char *)text, (size_t)offset);
 		return NULL;
 	}
-	/* JIT roughly triples split speed; without it the interpreter still works. */
+	/* JIT speeds up the split. Where JIT is unavailable, the interpreter runs. */
 	pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
 	return re;
 }

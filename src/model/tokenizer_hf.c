@@ -63,7 +63,7 @@ type_of(const json_t *component)
 	return type ? type : "(no type)";
 }
 
-/* Reads an optional boolean; a missing or null key gives fallback. */
+/* Reads an optional boolean. A missing or null key gives fallback. */
 static bool
 get_bool(const json_t *object, const char *key, bool fallback)
 {
