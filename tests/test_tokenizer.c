@@ -21,7 +21,7 @@
 #include "catscope/testutil.h"
 #include "catscope/tokenizer.h"
 
-/* Greedy output of stories260K from BOS: 40 ids and their text (see the data README). */
+/* Greedy output of stories260K from BOS (llama2.c semantics): 40 ids and their text. */
 static const int32_t golden_ids[] = {
 	403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
 	426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
@@ -371,7 +371,7 @@ tokenizer_mistral_reference_ids(void **state)
 	check_round_trip(tok, broken, strlen(broken));
 
 	/* Literal "<s>" is BOS; the text after it gets its own "▁" prefix, which decode
-	 * keeps because it no longer stands at the start. */
+	 * keeps because it is no longer at the start. */
 	encode_ok(tok, "<s>Hello", 8, false, &ids, &n_ids);
 	assert_int_equal(n_ids, 2);
 	assert_int_equal(ids[0], 1);
@@ -414,7 +414,8 @@ tokenizer_qwen3_reference_ids(void **state)
 	tokenizer_free(tok);
 }
 
-/* Writes text as dir/tokenizer.json and returns the error message of loading it. */
+/* Writes json as dir/tokenizer.json and asserts that loading fails with a message that
+ * names the file and contains fragment. */
 static void
 expect_load_error(const char *json, const char *fragment)
 {
