@@ -370,12 +370,13 @@ tokenizer_mistral_reference_ids(void **state)
 	free(ids);
 	check_round_trip(tok, broken, strlen(broken));
 
-	/* Literal "<s>" is BOS; the text after it gets its own "▁" prefix, which decode
-	 * keeps because it is no longer at the start. */
+	/* Literal "<s>" becomes BOS, and the text after it gets its own "▁" prefix: 22557 is
+	 * "▁Hello". */
 	encode_ok(tok, "<s>Hello", 8, false, &ids, &n_ids);
 	assert_int_equal(n_ids, 2);
 	assert_int_equal(ids[0], 1);
 	assert_int_equal(ids[1], 22557);
+	assert_string_equal(tokenizer_token_piece(tok, 22557), "\xe2\x96\x81" "Hello");
 	free(ids);
 	tokenizer_free(tok);
 }
