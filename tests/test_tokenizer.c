@@ -54,18 +54,19 @@ read_whole_file(const char *path, size_t *len)
 /* Builds the stories260K tokenizer from tok512.bin (llama2.c format) the way a GGUF
  * vocabulary would arrive: spaces spelled "▁", BOS/EOS as "<s>"/"</s>". */
 static struct tokenizer *
-load_tok512(void)
+load_tok512_vocab(bool with_types, int32_t bos_id, struct error *err)
 {
 	size_t size, pos = 4;
 	char *file = read_whole_file(testutil_data_path("tok512.bin"), &size);
 	char *pieces[512];
 	size_t lengths[512];
 	float scores[512];
+	int32_t types[512];
 	struct tokenizer_spm_vocab vocab = {
 		.n_tokens = 512, .pieces = (const char *const *)pieces, .piece_lengths = lengths,
-		.scores = scores, .bos_id = 1, .eos_id = 2, .unknown_id = 0, .add_bos = true,
+		.scores = scores, .types = with_types ? types : NULL, .bos_id = bos_id,
+		.eos_id = 2, .unknown_id = 0, .add_bos = true,
 	};
-	struct error err = {{0}};
 	struct tokenizer *tok;
 
 	for (size_t id = 0; id < 512; id++) {
@@ -95,14 +96,32 @@ load_tok512(void)
 			strcpy(piece, "</s>");
 		pieces[id] = piece;
 		lengths[id] = strlen(piece);
+		/* The token types GGUF stores for this vocabulary. */
+		if (id == 0)
+			types[id] = TOKEN_TYPE_UNKNOWN;
+		else if (id <= 2)
+			types[id] = TOKEN_TYPE_CONTROL;
+		else if (id <= 258)
+			types[id] = TOKEN_TYPE_BYTE;
+		else
+			types[id] = TOKEN_TYPE_NORMAL;
 	}
 	assert_int_equal(pos, size);
-	tok = tokenizer_new_spm(&vocab, &err);
-	if (tok == NULL)
-		fail_msg("tokenizer_new_spm: %s", err.message);
+	tok = tokenizer_new_spm(&vocab, err);
 	for (size_t id = 0; id < 512; id++)
 		free(pieces[id]);
 	free(file);
+	return tok;
+}
+
+static struct tokenizer *
+load_tok512(void)
+{
+	struct error err = {{0}};
+	struct tokenizer *tok = load_tok512_vocab(false, 1, &err);
+
+	if (tok == NULL)
+		fail_msg("tokenizer_new_spm: %s", err.message);
 	return tok;
 }
 
@@ -190,6 +209,40 @@ tokenizer_spm_stream_matches_decode(void **state)
 	assert_string_equal(streamed, golden_text);
 	assert_string_equal(tokenizer_token_piece(tok, 403), "\xe2\x96\x81" "Once");
 	tokenizer_free(tok);
+}
+
+static void
+tokenizer_spm_gguf_token_types(void **state)
+{
+	struct error err = {{0}};
+	struct tokenizer *tok = load_tok512_vocab(true, 1, &err);
+	static const char text[] = "Lily saw \xe7\x8c\xab, a cat.";
+	const int32_t unknown_and_bos[] = {1, 0};
+	int32_t *ids;
+	size_t n_ids;
+	char *back;
+
+	assert_non_null(tok);
+	assert_int_equal(tokenizer_token_type(tok, 0), TOKEN_TYPE_UNKNOWN);
+	assert_int_equal(tokenizer_token_type(tok, 512), 0);
+	assert_null(tokenizer_token_piece(tok, -1));
+
+	/* U+732B has no piece, so its three UTF-8 bytes become byte tokens. */
+	encode_ok(tok, text, strlen(text), false, &ids, &n_ids);
+	assert_int_equal(ids[3], 0xe7 + 3);
+	assert_int_equal(ids[4], 0x8c + 3);
+	assert_int_equal(ids[5], 0xab + 3);
+	free(ids);
+	check_round_trip(tok, text, strlen(text));
+
+	back = tokenizer_decode(tok, unknown_and_bos, 2);
+	assert_string_equal(back, "<unk>");
+	free(back);
+	tokenizer_free(tok);
+
+	assert_null(load_tok512_vocab(true, 512, &err));
+	assert_string_equal(err.message, "tokenizer: BOS id 512 is outside the vocabulary of "
+			    "512 tokens");
 }
 
 /* Calls fn on up to max_lines lines of a data file, taking every step-th line. */
@@ -514,6 +567,7 @@ main(void)
 		cmocka_unit_test(tokenizer_spm_golden_ids),
 		cmocka_unit_test(tokenizer_spm_stream_matches_decode),
 		cmocka_unit_test(tokenizer_spm_round_trips_real_text),
+		cmocka_unit_test(tokenizer_spm_gguf_token_types),
 		cmocka_unit_test(tokenizer_hf_stories_matches_spm),
 		cmocka_unit_test(tokenizer_mistral_reference_ids),
 		cmocka_unit_test(tokenizer_qwen3_reference_ids),
