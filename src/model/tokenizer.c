@@ -425,6 +425,8 @@ find_added(const struct tokenizer *tok, const char *text, size_t len, size_t fro
 	   size_t *at)
 {
 	for (size_t i = from; i < len; i++) {
+		if (!tok->added_starts[(unsigned char)text[i]])
+			continue;
 		for (size_t k = 0; k < tok->n_added; k++) {
 			const struct added_token *a = &tok->added[k];
 

@@ -341,6 +341,7 @@ load_added_tokens(struct hf_loader *ld, const json_t *added)
 		a->text = alloc_strndup(json_string_value(content), len);
 		a->len = len;
 		a->id = (int32_t)id;
+		tok->added_starts[(unsigned char)a->text[0]] = true;
 	}
 	return 0;
 }

@@ -98,6 +98,7 @@ struct tokenizer {
 
 	struct added_token *added; /* sorted by length, longest first */
 	size_t n_added;
+	bool added_starts[256];    /* bytes that begin some added token */
 };
 
 /* Growable id list used while encoding. */
