@@ -46,9 +46,10 @@ struct tokenizer_spm_vocab {
 /* Builds a tokenizer with llama.cpp's SentencePiece semantics. "▁" is put in front of
  * non-empty text and every space becomes "▁", so runs of spaces are kept. Of the
  * adjacent pairs whose concatenation is a piece, the one with the highest score merges
- * first, leftmost on ties. Characters left without a piece become <0xNN> byte tokens. Text is never
- * searched for control-token spellings such as "<s>". The vocabulary is copied, so the
- * caller keeps ownership of vocab. Caller frees the result with tokenizer_free(). */
+ * first, leftmost on ties. Characters left without a piece become <0xNN> byte tokens.
+ * Text is never searched for control-token spellings such as "<s>". The vocabulary is
+ * copied, so the caller keeps ownership of vocab. Caller frees the result with
+ * tokenizer_free(). */
 struct tokenizer *tokenizer_new_spm(const struct tokenizer_spm_vocab *vocab, struct error *err);
 /* Loads dir/tokenizer.json and, if present, dir/tokenizer_config.json. Supports the BPE
  * model in its SentencePiece form (Prepend/Replace normalizer, byte fallback) and its
@@ -60,7 +61,9 @@ void tokenizer_free(struct tokenizer *tok); /* NULL is a no-op */
 
 /* Encodes text (UTF-8, len bytes) into a newly allocated array stored in *ids.
  * add_special adds what the model's convention adds (BOS for Llama 2), as
- * Hugging Face's add_special_tokens does. */
+ * Hugging Face's add_special_tokens does. Returns 0, and the caller frees *ids. Returns
+ * -1 with err set when a byte-level tokenizer gets text that is not valid UTF-8, or when
+ * a byte has neither a byte token nor an unknown token to fall back to. */
 int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len, bool add_special,
 		     int32_t **ids, size_t *n_ids, struct error *err);
 
@@ -77,8 +80,8 @@ char *tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n
  * tokenizer_free), and stores their count in *len. prev_id is the token before id, or -1
  * at the start. After the start or a control token such as BOS, a SentencePiece-style
  * tokenizer drops the leading space of the piece, as llama2.c's decode does. A byte token
- * yields one byte, so a multi-byte character arrives over several calls. Unknown ids
- * give "" and *len = 0. */
+ * yields one byte, so a multi-byte character arrives over several calls. Ids out of
+ * range give "" and *len = 0. */
 const char *tokenizer_decode_token(const struct tokenizer *tok, int32_t prev_id, int32_t id,
 				   size_t *len);
 
