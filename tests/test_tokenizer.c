@@ -21,7 +21,7 @@
 #include "catscope/testutil.h"
 #include "catscope/tokenizer.h"
 
-/* Greedy output of stories260K from BOS: 40 ids and their text (see the data README). */
+/* Greedy output of stories260K from BOS (llama2.c semantics): 40 ids and their text. */
 static const int32_t golden_ids[] = {
 	403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
 	426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
@@ -54,18 +54,19 @@ read_whole_file(const char *path, size_t *len)
 /* Builds the stories260K tokenizer from tok512.bin (llama2.c format) the way a GGUF
  * vocabulary would arrive: spaces spelled "▁", BOS/EOS as "<s>"/"</s>". */
 static struct tokenizer *
-load_tok512(void)
+load_tok512_vocab(bool with_types, int32_t bos_id, struct error *err)
 {
 	size_t size, pos = 4;
 	char *file = read_whole_file(testutil_data_path("tok512.bin"), &size);
 	char *pieces[512];
 	size_t lengths[512];
 	float scores[512];
+	int32_t types[512];
 	struct tokenizer_spm_vocab vocab = {
 		.n_tokens = 512, .pieces = (const char *const *)pieces, .piece_lengths = lengths,
-		.scores = scores, .bos_id = 1, .eos_id = 2, .unknown_id = 0, .add_bos = true,
+		.scores = scores, .types = with_types ? types : NULL, .bos_id = bos_id,
+		.eos_id = 2, .unknown_id = 0, .add_bos = true,
 	};
-	struct error err = {{0}};
 	struct tokenizer *tok;
 
 	for (size_t id = 0; id < 512; id++) {
@@ -95,14 +96,32 @@ load_tok512(void)
 			strcpy(piece, "</s>");
 		pieces[id] = piece;
 		lengths[id] = strlen(piece);
+		/* The token types GGUF stores for this vocabulary. */
+		if (id == 0)
+			types[id] = TOKEN_TYPE_UNKNOWN;
+		else if (id <= 2)
+			types[id] = TOKEN_TYPE_CONTROL;
+		else if (id <= 258)
+			types[id] = TOKEN_TYPE_BYTE;
+		else
+			types[id] = TOKEN_TYPE_NORMAL;
 	}
 	assert_int_equal(pos, size);
-	tok = tokenizer_new_spm(&vocab, &err);
-	if (tok == NULL)
-		fail_msg("tokenizer_new_spm: %s", err.message);
+	tok = tokenizer_new_spm(&vocab, err);
 	for (size_t id = 0; id < 512; id++)
 		free(pieces[id]);
 	free(file);
+	return tok;
+}
+
+static struct tokenizer *
+load_tok512(void)
+{
+	struct error err = {{0}};
+	struct tokenizer *tok = load_tok512_vocab(false, 1, &err);
+
+	if (tok == NULL)
+		fail_msg("tokenizer_new_spm: %s", err.message);
 	return tok;
 }
 
@@ -190,6 +209,40 @@ tokenizer_spm_stream_matches_decode(void **state)
 	assert_string_equal(streamed, golden_text);
 	assert_string_equal(tokenizer_token_piece(tok, 403), "\xe2\x96\x81" "Once");
 	tokenizer_free(tok);
+}
+
+static void
+tokenizer_spm_gguf_token_types(void **state)
+{
+	struct error err = {{0}};
+	struct tokenizer *tok = load_tok512_vocab(true, 1, &err);
+	static const char text[] = "Lily saw \xe7\x8c\xab, a cat.";
+	const int32_t unknown_and_bos[] = {1, 0};
+	int32_t *ids;
+	size_t n_ids;
+	char *back;
+
+	assert_non_null(tok);
+	assert_int_equal(tokenizer_token_type(tok, 0), TOKEN_TYPE_UNKNOWN);
+	assert_int_equal(tokenizer_token_type(tok, 512), 0);
+	assert_null(tokenizer_token_piece(tok, -1));
+
+	/* U+732B has no piece, so its three UTF-8 bytes become byte tokens. */
+	encode_ok(tok, text, strlen(text), false, &ids, &n_ids);
+	assert_int_equal(ids[3], 0xe7 + 3);
+	assert_int_equal(ids[4], 0x8c + 3);
+	assert_int_equal(ids[5], 0xab + 3);
+	free(ids);
+	check_round_trip(tok, text, strlen(text));
+
+	back = tokenizer_decode(tok, unknown_and_bos, 2);
+	assert_string_equal(back, "<unk>");
+	free(back);
+	tokenizer_free(tok);
+
+	assert_null(load_tok512_vocab(true, 512, &err));
+	assert_string_equal(err.message, "tokenizer: BOS id 512 is outside the vocabulary of "
+			    "512 tokens");
 }
 
 /* Calls fn on up to max_lines lines of a data file, taking every step-th line. */
@@ -290,10 +343,10 @@ contains(const char *text, const char *needle)
  * checked where the tokenizer keeps the text: no literal special tokens and, with NFC,
  * no change by normalization. */
 static size_t
-check_reference_ids(const char *dir, const char *const *specials, bool nfc)
+check_reference_ids(const struct tokenizer *tok, const char *dir, const char *const *specials,
+		    bool nfc)
 {
 	char path[256];
-	struct tokenizer *tok = load_hf(dir);
 	size_t size, matched = 0, total = 0, round_trips = 0;
 	char *file, *line;
 
@@ -346,7 +399,6 @@ check_reference_ids(const char *dir, const char *const *specials, bool nfc)
 		      matched, total, round_trips);
 	assert_int_equal(total, 60);
 	free(file);
-	tokenizer_free(tok);
 	return matched;
 }
 
@@ -354,19 +406,70 @@ static void
 tokenizer_mistral_reference_ids(void **state)
 {
 	static const char *const specials[] = {"<s>", "</s>", "<unk>", NULL};
+	static const char broken[] = "bad \xff\xfe utf8";
+	struct tokenizer *tok = load_hf("tokenizers/mistral");
+	int32_t *ids;
+	size_t n_ids;
 
-	assert_int_equal(check_reference_ids("tokenizers/mistral", specials, false), 60);
+	assert_int_equal(check_reference_ids(tok, "tokenizers/mistral", specials, false), 60);
+	assert_int_equal(tokenizer_bos_id(tok), 1);
+	assert_int_equal(tokenizer_vocab_size(tok), 32000);
+
+	/* Broken UTF-8 goes through byte fallback: 0xff and 0xfe are ids 258 and 257. */
+	encode_ok(tok, broken, strlen(broken), false, &ids, &n_ids);
+	assert_int_equal(n_ids, 6);
+	assert_int_equal(ids[2], 258);
+	assert_int_equal(ids[3], 257);
+	free(ids);
+	check_round_trip(tok, broken, strlen(broken));
+
+	/* Literal "<s>" becomes BOS, and the text after it gets its own "▁" prefix: 22557 is
+	 * "▁Hello". */
+	encode_ok(tok, "<s>Hello", 8, false, &ids, &n_ids);
+	assert_int_equal(n_ids, 2);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 22557);
+	assert_string_equal(tokenizer_token_piece(tok, 22557), "\xe2\x96\x81" "Hello");
+	free(ids);
+	tokenizer_free(tok);
 }
 
 static void
 tokenizer_qwen3_reference_ids(void **state)
 {
 	static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", NULL};
+	static const char chat[] = "<|im_start|><think>hi</think><|im_end|>";
+	struct tokenizer *tok = load_hf("tokenizers/qwen3");
+	struct error err = {{0}};
+	int32_t *ids;
+	size_t n_ids;
+	char *back;
 
-	assert_int_equal(check_reference_ids("tokenizers/qwen3", specials, true), 60);
+	assert_int_equal(check_reference_ids(tok, "tokenizers/qwen3", specials, true), 60);
+	assert_int_equal(tokenizer_bos_id(tok), -1);
+	assert_int_equal(tokenizer_eos_id(tok), 151645);
+	assert_int_equal(tokenizer_vocab_size(tok), 151669);
+
+	/* Added tokens match whole; decode drops the special ones and keeps the others. */
+	encode_ok(tok, chat, strlen(chat), true, &ids, &n_ids);
+	assert_true(n_ids >= 5);
+	assert_int_equal(ids[0], 151644);
+	assert_int_equal(ids[1], 151667);
+	assert_int_equal(ids[n_ids - 2], 151668);
+	assert_int_equal(ids[n_ids - 1], 151645);
+	back = tokenizer_decode(tok, ids, n_ids);
+	assert_string_equal(back, "<think>hi</think>");
+	free(back);
+	free(ids);
+
+	/* The split regex and NFC need UTF-8, so broken input is an error with its offset. */
+	assert_int_equal(tokenizer_encode(tok, "bad \xff", 5, false, &ids, &n_ids, &err), -1);
+	assert_non_null(strstr(err.message, "not valid UTF-8 at byte 4"));
+	tokenizer_free(tok);
 }
 
-/* Writes text as dir/tokenizer.json and returns the error message of loading it. */
+/* Writes json as dir/tokenizer.json and asserts that loading fails with a message that
+ * names the file and contains fragment. */
 static void
 expect_load_error(const char *json, const char *fragment)
 {
@@ -447,6 +550,13 @@ tokenizer_speed_on_wiki(void **state)
 	report_speed("tokenizer.json (hf-stories260K)", hf, text, len);
 	tokenizer_free(spm);
 	tokenizer_free(hf);
+
+	hf = load_hf("tokenizers/mistral");
+	report_speed("tokenizer.json (mistral)", hf, text, len);
+	tokenizer_free(hf);
+	hf = load_hf("tokenizers/qwen3");
+	report_speed("tokenizer.json (qwen3)", hf, text, len);
+	tokenizer_free(hf);
 	free(text);
 }
 
@@ -457,6 +567,7 @@ main(void)
 		cmocka_unit_test(tokenizer_spm_golden_ids),
 		cmocka_unit_test(tokenizer_spm_stream_matches_decode),
 		cmocka_unit_test(tokenizer_spm_round_trips_real_text),
+		cmocka_unit_test(tokenizer_spm_gguf_token_types),
 		cmocka_unit_test(tokenizer_hf_stories_matches_spm),
 		cmocka_unit_test(tokenizer_mistral_reference_ids),
 		cmocka_unit_test(tokenizer_qwen3_reference_ids),

@@ -43,12 +43,13 @@ struct tokenizer_spm_vocab {
 	bool add_bos;
 };
 
-/* Builds a tokenizer with llama.cpp's SentencePiece semantics: "▁" is put in front of
- * non-empty text, every space becomes "▁" (runs of spaces are kept), and the adjacent
- * pair whose concatenation is a piece with the highest score merges first (leftmost on
- * ties). Characters left without a piece become <0xNN> byte tokens. Text is never
- * searched for control-token spellings such as "<s>". The vocabulary is copied, so the
- * caller keeps ownership of vocab. Caller frees the result with tokenizer_free(). */
+/* Builds a tokenizer with llama.cpp's SentencePiece semantics. "▁" is put in front of
+ * non-empty text and every space becomes "▁", so runs of spaces are kept. Of the
+ * adjacent pairs whose concatenation is a piece, the one with the highest score merges
+ * first, leftmost on ties. Characters left without a piece become <0xNN> byte tokens.
+ * Text is never searched for control-token spellings such as "<s>". The vocabulary is
+ * copied, so the caller keeps ownership of vocab. Caller frees the result with
+ * tokenizer_free(). */
 struct tokenizer *tokenizer_new_spm(const struct tokenizer_spm_vocab *vocab, struct error *err);
 /* Loads dir/tokenizer.json and, if present, dir/tokenizer_config.json. Supports the BPE
  * model in its SentencePiece form (Prepend/Replace normalizer, byte fallback) and its
@@ -60,13 +61,16 @@ void tokenizer_free(struct tokenizer *tok); /* NULL is a no-op */
 
 /* Encodes text (UTF-8, len bytes) into a newly allocated array stored in *ids.
  * add_special adds what the model's convention adds (BOS for Llama 2), as
- * Hugging Face's add_special_tokens does. */
+ * Hugging Face's add_special_tokens does. Returns 0, and the caller frees *ids. Returns
+ * -1 with err set when a byte-level tokenizer gets text that is not valid UTF-8, or when
+ * a byte has neither a byte token nor an unknown token to fall back to. */
 int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len, bool add_special,
 		     int32_t **ids, size_t *n_ids, struct error *err);
 
 /* Returns a newly allocated NUL-terminated string for ids (caller frees). Control tokens
  * (BOS, EOS, Hugging Face special added tokens) are dropped, byte tokens become their
- * byte, and "▁" becomes a space. For SentencePiece-style tokenizers the one space that
+ * byte, and "▁" becomes a space. A GGUF token of type TOKEN_TYPE_UNKNOWN decodes as its
+ * piece, such as "<unk>". For SentencePiece-style tokenizers the one space that
  * encoding put in front of the text is removed from the start of the result, as Hugging
  * Face's Strip decoder does, so decode(encode(text)) == text. Out-of-range ids are
  * skipped. The bytes need not be valid UTF-8 when ids end inside a character. */
@@ -76,8 +80,8 @@ char *tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n
  * tokenizer_free), and stores their count in *len. prev_id is the token before id, or -1
  * at the start. After the start or a control token such as BOS, a SentencePiece-style
  * tokenizer drops the leading space of the piece, as llama2.c's decode does. A byte token
- * yields one byte, so a multi-byte character arrives over several calls. Unknown ids
- * give "" and *len = 0. */
+ * yields one byte, so a multi-byte character arrives over several calls. Ids out of
+ * range give "" and *len = 0. */
 const char *tokenizer_decode_token(const struct tokenizer *tok, int32_t prev_id, int32_t id,
 				   size_t *len);
 

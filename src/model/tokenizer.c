@@ -55,6 +55,7 @@ tokenizer_free(struct tokenizer *tok)
 	free(tok->merges.keys);
 	free(tok->merges.ranks);
 	free(tok->merges.results);
+	free(tok->char_pairs.keys);
 	for (size_t i = 0; i < tok->n_added; i++)
 		free(tok->added[i].text);
 	free(tok->added);
@@ -62,7 +63,7 @@ tokenizer_free(struct tokenizer *tok)
 	free(tok);
 }
 
-/* FNV-1a: short keys, no need for anything stronger. */
+/* FNV-1a, which is enough for short keys that no adversary picks. */
 static uint64_t
 hash_bytes(const char *text, size_t len)
 {
@@ -184,6 +185,95 @@ merge_index_find(const struct merge_index *merges, int32_t left, int32_t right, 
 	return false;
 }
 
+uint32_t
+char_pack(const char *text, size_t len)
+{
+	uint32_t packed = 0;
+
+	for (size_t i = 0; i < len; i++)
+		packed = packed << 8 | (unsigned char)text[i];
+	return packed;
+}
+
+size_t
+utf8_char_length(const char *text, size_t len)
+{
+	unsigned char c = (unsigned char)text[0];
+	size_t n = 1;
+
+	if (c >= 0xf0)
+		n = 4;
+	else if (c >= 0xe0)
+		n = 3;
+	else if (c >= 0xc0)
+		n = 2;
+	/* Broken UTF-8 goes byte by byte, so byte fallback keeps every byte. */
+	if (n > len)
+		return 1;
+	for (size_t i = 1; i < n; i++) {
+		if (((unsigned char)text[i] & 0xc0) != 0x80)
+			return 1;
+	}
+	return n;
+}
+
+static void
+char_pair_insert(struct char_pair_set *set, uint64_t key)
+{
+	size_t slot = hash_pair(key) & set->mask;
+
+	while (set->keys[slot] != MERGE_KEY_EMPTY) {
+		if (set->keys[slot] == key)
+			return;
+		slot = (slot + 1) & set->mask;
+	}
+	set->keys[slot] = key;
+}
+
+static void
+char_pairs_build(struct tokenizer *tok)
+{
+	size_t total = 0;
+
+	for (size_t id = 0; id < tok->n_tokens; id++)
+		total += tok->piece_lengths[id];
+	tok->char_pairs.mask = table_size_for(total) - 1;
+	tok->char_pairs.keys = alloc_array(tok->char_pairs.mask + 1, sizeof(uint64_t));
+	for (size_t i = 0; i <= tok->char_pairs.mask; i++)
+		tok->char_pairs.keys[i] = MERGE_KEY_EMPTY;
+	for (size_t id = 0; id < tok->n_tokens; id++) {
+		const char *piece = tok->pieces[id];
+		size_t len = tok->piece_lengths[id];
+		size_t first = utf8_char_length(piece, len);
+
+		/* The pair boundaries must be found the way the encoder finds characters,
+		 * so broken UTF-8 splits byte by byte here as well. */
+		for (size_t i = 0; len > 0 && i + first < len;) {
+			size_t second = utf8_char_length(piece + i + first, len - i - first);
+			uint64_t key = (uint64_t)char_pack(piece + i, first) << 32 |
+				       char_pack(piece + i + first, second);
+
+			char_pair_insert(&tok->char_pairs, key);
+			i += first;
+			first = second;
+		}
+	}
+}
+
+bool
+char_pair_known(const struct tokenizer *tok, uint32_t left, uint32_t right)
+{
+	uint64_t key = (uint64_t)left << 32 | right;
+	size_t slot = hash_pair(key) & tok->char_pairs.mask;
+
+	while (tok->char_pairs.keys[slot] != MERGE_KEY_EMPTY) {
+		if (tok->char_pairs.keys[slot] == key)
+			return true;
+		slot = (slot + 1) & tok->char_pairs.mask;
+	}
+	return false;
+}
+
 static int
 hex_digit(char c)
 {
@@ -274,8 +364,8 @@ fill_decoded_byte_level(struct tokenizer *tok, size_t id)
 			uint32_t cp = utf8_decode_one((const unsigned char *)piece + i, len - i, &used);
 			int b = byte_level_byte(cp);
 
-			/* A character outside the map cannot come from byte-level encoding;
-			 * copy it so that nothing disappears silently. */
+			/* A character outside the map cannot come from byte-level encoding.
+			 * It is copied so that nothing disappears silently. */
 			if (b >= 0) {
 				out[n++] = (char)b;
 			} else {
@@ -311,6 +401,8 @@ tokenizer_finish(struct tokenizer *tok)
 			tok->byte_ids[b] = (int32_t)id;
 	}
 	piece_index_build(tok);
+	if (tok->kind == TOKENIZER_SPM)
+		char_pairs_build(tok);
 	if (tok->kind == TOKENIZER_BYTE_LEVEL) {
 		for (unsigned b = 0; b < 256; b++) {
 			size_t n = byte_level_char(b, mapped);
@@ -333,6 +425,8 @@ find_added(const struct tokenizer *tok, const char *text, size_t len, size_t fro
 	   size_t *at)
 {
 	for (size_t i = from; i < len; i++) {
+		if (!tok->added_starts[(unsigned char)text[i]])
+			continue;
 		for (size_t k = 0; k < tok->n_added; k++) {
 			const struct added_token *a = &tok->added[k];
 

@@ -2,8 +2,8 @@
  * byte-level segment encoders, and the GPT-2 byte-to-character map.
  *
  * Merging keeps the symbols of a pre-token in a doubly linked list and the candidate
- * pairs in a binary heap, so a pre-token of n characters costs O(n log n) rather than
- * the O(n^2) of rescanning for the best pair after every merge. */
+ * pairs in a binary heap. A pre-token of n characters then costs O(n log n), where
+ * rescanning for the best pair after every merge would cost O(n^2). */
 #include "config.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -49,7 +49,7 @@ pair_before(const struct bpe_pair *a, const struct bpe_pair *b)
 {
 	if (a->priority != b->priority)
 		return a->priority < b->priority;
-	/* Leftmost first on ties, as SentencePiece and Hugging Face do. */
+	/* Leftmost first on ties; the Mistral and Qwen3 reference ids depend on it. */
 	return a->left < b->left;
 }
 
@@ -202,7 +202,7 @@ emit_bytes(const struct tokenizer *tok, const char *text, size_t len, struct id_
 		if (id < 0)
 			return error_set(err, "tokenizer: byte 0x%02x has no byte token and the "
 					 "vocabulary has no unknown token", b);
-		/* NOTE: Hugging Face's fuse_unk would fold a run of unknown tokens into one;
+		/* NOTE: Hugging Face's fuse_unk folds a run of unknown tokens into one, but
 		 * here every byte without a token gets its own unknown id. */
 		id_list_push(out, id);
 	}
@@ -222,22 +222,6 @@ emit_symbols(const struct tokenizer *tok, const char *text, const struct bpe_wor
 			return -1;
 	}
 	return 0;
-}
-
-static size_t
-utf8_char_length(const char *text, size_t len)
-{
-	unsigned char c = (unsigned char)text[0];
-	size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-
-	/* Broken UTF-8 goes byte by byte, so byte fallback keeps every byte. */
-	if (n > len)
-		return 1;
-	for (size_t i = 1; i < n; i++) {
-		if (((unsigned char)text[i] & 0xc0) != 0x80)
-			return 1;
-	}
-	return n;
 }
 
 /* Applies the SentencePiece normalization: "▁" in front, spaces to "▁". */
@@ -276,14 +260,23 @@ spm_encode(const struct tokenizer *tok, const char *text, size_t len, struct bpe
 		return error_set(err, "tokenizer: text of %zu bytes is too long to encode", len);
 	}
 	w->n_symbols = 0;
-	for (size_t i = 0; i < n;) {
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0;) {
 		size_t c = utf8_char_length(norm + i, n - i);
+		size_t next;
 
 		symbol_push(w, (uint32_t)i, (uint32_t)c, find_mergeable(tok, norm + i, c));
-		i += c;
+		next = i + c;
+		/* No piece spans these two characters, so the run so far is final. */
+		if (next == n || !char_pair_known(tok, char_pack(norm + i, c),
+						  char_pack(norm + next,
+							    utf8_char_length(norm + next, n - next)))) {
+			merge_symbols(tok, norm, w);
+			rc = emit_symbols(tok, norm, w, out, err);
+			w->n_symbols = 0;
+		}
+		i = next;
 	}
-	merge_symbols(tok, norm, w);
-	rc = emit_symbols(tok, norm, w, out, err);
 	free(norm);
 	return rc;
 }
@@ -333,7 +326,10 @@ byte_level_encode(const struct tokenizer *tok, const char *text, size_t len,
 
 	match = pcre2_match_data_create_from_pattern(tok->split_regex, NULL);
 	while (pos < len) {
-		int found = pcre2_match(tok->split_regex, (PCRE2_SPTR)text, len, pos, 0, match, NULL);
+		/* The caller has validated the UTF-8. Checking it again on every call would
+		 * make the split quadratic in the text length. */
+		int found = pcre2_match(tok->split_regex, (PCRE2_SPTR)text, len, pos,
+					PCRE2_NO_UTF_CHECK, match, NULL);
 		PCRE2_SIZE *ov;
 		size_t start = len, end = len;
 
@@ -351,7 +347,7 @@ byte_level_encode(const struct tokenizer *tok, const char *text, size_t len,
 							 err)) < 0)
 			break;
 		if (end == start) {
-			/* An empty match would loop; move past the rest as one pre-token. */
+			/* An empty match would loop, so the rest becomes one pre-token. */
 			if (start < len)
 				rc = byte_level_word(tok, text + start, len - start, w, out, err);
 			break;
@@ -376,6 +372,18 @@ bpe_encode_segment(const struct tokenizer *tok, const char *text, size_t len,
 	if (tok->kind == TOKENIZER_SPM) {
 		rc = spm_encode(tok, text, len, &w, out, err);
 		goto done;
+	}
+	/* Byte-level encoding could take any bytes, but the regex and NFC need UTF-8. */
+	for (size_t i = 0; i < len;) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t used = utf8proc_iterate((const utf8proc_uint8_t *)text + i,
+							 (utf8proc_ssize_t)(len - i), &cp);
+
+		if (used < 0) {
+			rc = error_set(err, "tokenizer: text is not valid UTF-8 at byte %zu", i);
+			goto done;
+		}
+		i += (size_t)used;
 	}
 	if (tok->nfc) {
 		utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len,
@@ -466,7 +474,7 @@ byte_level_compile_regex(const char *pattern, size_t len, char *message, size_t 
 		snprintf(message, size, "%s at offset %zu", (const char *)text, (size_t)offset);
 		return NULL;
 	}
-	/* JIT roughly triples split speed; without it the interpreter still works. */
+	/* JIT speeds up the split. Where JIT is unavailable, the interpreter runs. */
 	pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
 	return re;
 }

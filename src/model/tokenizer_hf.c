@@ -63,7 +63,7 @@ type_of(const json_t *component)
 	return type ? type : "(no type)";
 }
 
-/* Reads an optional boolean; a missing or null key gives fallback. */
+/* Reads an optional boolean. A missing or null key gives fallback. */
 static bool
 get_bool(const json_t *object, const char *key, bool fallback)
 {
@@ -341,6 +341,7 @@ load_added_tokens(struct hf_loader *ld, const json_t *added)
 		a->text = alloc_strndup(json_string_value(content), len);
 		a->len = len;
 		a->id = (int32_t)id;
+		tok->added_starts[(unsigned char)a->text[0]] = true;
 	}
 	return 0;
 }

@@ -1,6 +1,6 @@
 /* Internals shared by the tokenizer sources: the tokenizer struct, the piece and merge
- * hash indexes, and the BPE merge loop. Not installed; include only from
- * src/model/tokenizer*.c. */
+ * hash indexes, and the BPE merge loop. Only src/model/tokenizer*.c include it, and it
+ * is not installed. */
 #ifndef CS_TOKENIZER_IMPL_H
 #define CS_TOKENIZER_IMPL_H
 
@@ -15,7 +15,8 @@
 #define TOKENIZER_SPACE_MARK "\xe2\x96\x81"
 #define TOKENIZER_SPACE_MARK_LEN 3
 
-/* Largest vocabulary accepted from a file; real ones stay below 300,000. */
+/* Largest vocabulary accepted from a file. Qwen3's 151,669 tokens fit with room to
+ * spare, and the cap stops a corrupt id from sizing the tables. */
 #define TOKENIZER_MAX_TOKENS (1 << 22)
 
 enum tokenizer_kind {
@@ -24,11 +25,11 @@ enum tokenizer_kind {
 };
 
 enum tokenizer_merge_mode {
-	MERGE_BY_SCORE, /* a pair merges if its concatenation is a piece; higher score first */
-	MERGE_BY_RANK,  /* a pair merges if listed in merges; lower rank first */
+	MERGE_BY_SCORE, /* pairs whose concatenation is a piece, higher score first */
+	MERGE_BY_RANK,  /* pairs listed in merges, lower rank first */
 };
 
-/* Open-addressing table from piece text to id; the keys are tok->pieces. */
+/* Open-addressing table from piece text to id, keyed by tok->pieces. */
 struct piece_index {
 	size_t mask;
 	int32_t *slots; /* -1 when empty */
@@ -43,6 +44,15 @@ struct merge_index {
 };
 
 #define MERGE_KEY_EMPTY UINT64_MAX
+
+/* Set of (character, character) pairs that occur next to each other inside some piece.
+ * A character is its UTF-8 bytes packed into a uint32_t. Merging can never join two
+ * neighbours whose pair is absent, so the SentencePiece encoder cuts the text there and
+ * merges the pieces separately, which keeps the heap small on long texts. */
+struct char_pair_set {
+	size_t mask;
+	uint64_t *keys; /* MERGE_KEY_EMPTY when empty */
+};
 
 /* A token matched whole in the input before normalization (Hugging Face added_tokens). */
 struct added_token {
@@ -65,6 +75,7 @@ struct tokenizer {
 
 	struct piece_index index;
 	struct merge_index merges;
+	struct char_pair_set char_pairs; /* TOKENIZER_SPM only */
 
 	int32_t byte_ids[256];   /* <0xNN> byte-fallback token of each byte, or -1 */
 	int32_t byte_chars[256]; /* byte level: token of the character each byte maps to */
@@ -87,6 +98,7 @@ struct tokenizer {
 
 	struct added_token *added; /* sorted by length, longest first */
 	size_t n_added;
+	bool added_starts[256];    /* bytes that begin some added token */
 };
 
 /* Growable id list used while encoding. */
@@ -108,16 +120,21 @@ void merge_index_add(struct merge_index *merges, int32_t left, int32_t right, in
 		     int32_t result);
 bool merge_index_find(const struct merge_index *merges, int32_t left, int32_t right,
 		      int32_t *rank, int32_t *result);
-/* Fills byte_ids, byte_chars and the decoded table from pieces and types; call once the
- * vocabulary and kind are final. */
+/* Returns the length of the UTF-8 character at text, or 1 for a broken sequence so that
+ * byte fallback keeps every byte. */
+size_t utf8_char_length(const char *text, size_t len);
+uint32_t char_pack(const char *text, size_t len);
+bool char_pair_known(const struct tokenizer *tok, uint32_t left, uint32_t right);
+/* Fills byte_ids, byte_chars, the indexes and the decoded table from pieces and types.
+ * Call it once the vocabulary and kind are final. */
 void tokenizer_finish(struct tokenizer *tok);
 
 /* tokenizer_bpe.c */
 /* Encodes one segment (no added tokens inside) after normalization and splitting. */
 int bpe_encode_segment(const struct tokenizer *tok, const char *text, size_t len,
 		       struct id_list *out, struct error *err);
-/* Maps byte b to its GPT-2 byte-level character and stores it as UTF-8 in out (at most
- * 2 bytes); returns the length. */
+/* Stores the GPT-2 byte-level character of byte b as UTF-8 in out (at most 2 bytes) and
+ * returns its length. */
 size_t byte_level_char(unsigned b, char *out);
 /* Returns the byte a byte-level character stands for, or -1 if cp is not one. */
 int byte_level_byte(uint32_t cp);

@@ -16,8 +16,6 @@ is_byte_piece(const char *piece, size_t len)
 struct tokenizer *
 tokenizer_new_spm(const struct tokenizer_spm_vocab *vocab, struct error *err)
 {
-	struct tokenizer *tok;
-
 	if (vocab->n_tokens == 0 || vocab->n_tokens > TOKENIZER_MAX_TOKENS) {
 		error_set(err, "tokenizer: vocabulary of %zu tokens, expected 1 to %d",
 			  vocab->n_tokens, TOKENIZER_MAX_TOKENS);
@@ -28,12 +26,14 @@ tokenizer_new_spm(const struct tokenizer_spm_vocab *vocab, struct error *err)
 			  vocab->pieces == NULL ? "pieces" : "scores");
 		return NULL;
 	}
-	for (size_t i = 0; i < 3; i++) {
-		int32_t id = i == 0 ? vocab->bos_id : i == 1 ? vocab->eos_id : vocab->unknown_id;
+	const int32_t special_ids[3] = {vocab->bos_id, vocab->eos_id, vocab->unknown_id};
+	static const char *const special_names[3] = {"BOS", "EOS", "unknown"};
+	struct tokenizer *tok;
 
-		if (id < -1 || id >= (int64_t)vocab->n_tokens) {
+	for (size_t i = 0; i < 3; i++) {
+		if (special_ids[i] < -1 || special_ids[i] >= (int64_t)vocab->n_tokens) {
 			error_set(err, "tokenizer: %s id %d is outside the vocabulary of %zu tokens",
-				  i == 0 ? "BOS" : i == 1 ? "EOS" : "unknown", id, vocab->n_tokens);
+				  special_names[i], special_ids[i], vocab->n_tokens);
 			return NULL;
 		}
 	}
@@ -72,8 +72,8 @@ tokenizer_new_spm(const struct tokenizer_spm_vocab *vocab, struct error *err)
 	tok->prepend_space_mark = true;
 	tok->replace_spaces = true;
 	tok->strip_decoded_space = true;
-	/* NOTE: user-defined pieces are merged like normal ones; llama.cpp matches them
-	 * whole in the text first, which matters only for vocabularies that have some. */
+	/* NOTE: user-defined pieces are merged like normal ones rather than matched whole
+	 * in the text first, as llama.cpp does. The stories260K vocabulary has none. */
 	tokenizer_finish(tok);
 	return tok;
 }
