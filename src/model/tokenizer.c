@@ -196,7 +196,7 @@ char_pack(const char *text, size_t len)
 }
 
 size_t
-utf8_char_length(const char *text, size_t len)
+tokenizer_char_length(const char *text, size_t len)
 {
 	unsigned char c = (unsigned char)text[0];
 	size_t n = 1;
@@ -244,12 +244,12 @@ char_pairs_build(struct tokenizer *tok)
 	for (size_t id = 0; id < tok->n_tokens; id++) {
 		const char *piece = tok->pieces[id];
 		size_t len = tok->piece_lengths[id];
-		size_t first = utf8_char_length(piece, len);
+		size_t first = tokenizer_char_length(piece, len);
 
 		/* The pair boundaries must be found the way the encoder finds characters,
 		 * so broken UTF-8 splits byte by byte here as well. */
 		for (size_t i = 0; len > 0 && i + first < len;) {
-			size_t second = utf8_char_length(piece + i + first, len - i - first);
+			size_t second = tokenizer_char_length(piece + i + first, len - i - first);
 			uint64_t key = (uint64_t)char_pack(piece + i, first) << 32 |
 				       char_pack(piece + i + first, second);
 

@@ -262,7 +262,7 @@ spm_encode(const struct tokenizer *tok, const char *text, size_t len, struct bpe
 	w->n_symbols = 0;
 	rc = 0;
 	for (size_t i = 0; i < n && rc == 0;) {
-		size_t c = utf8_char_length(norm + i, n - i);
+		size_t c = tokenizer_char_length(norm + i, n - i);
 		size_t next;
 
 		symbol_push(w, (uint32_t)i, (uint32_t)c, find_mergeable(tok, norm + i, c));
@@ -270,7 +270,7 @@ spm_encode(const struct tokenizer *tok, const char *text, size_t len, struct bpe
 		/* No piece spans these two characters, so the run so far is final. */
 		if (next == n || !char_pair_known(tok, char_pack(norm + i, c),
 						  char_pack(norm + next,
-							    utf8_char_length(norm + next, n - next)))) {
+							    tokenizer_char_length(norm + next, n - next)))) {
 			merge_symbols(tok, norm, w);
 			rc = emit_symbols(tok, norm, w, out, err);
 			w->n_symbols = 0;

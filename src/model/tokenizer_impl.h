@@ -122,7 +122,7 @@ bool merge_index_find(const struct merge_index *merges, int32_t left, int32_t ri
 		      int32_t *rank, int32_t *result);
 /* Returns the length of the UTF-8 character at text, or 1 for a broken sequence so that
  * byte fallback keeps every byte. */
-size_t utf8_char_length(const char *text, size_t len);
+size_t tokenizer_char_length(const char *text, size_t len);
 uint32_t char_pack(const char *text, size_t len);
 bool char_pair_known(const struct tokenizer *tok, uint32_t left, uint32_t right);
 /* Fills byte_ids, byte_chars, the indexes and the decoded table from pieces and types.
