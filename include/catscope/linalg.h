@@ -34,6 +34,11 @@ void linalg_dgemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
  * the n x n matrix C. */
 void linalg_dsyrk_t(int n, int k, double alpha, const double *a, int lda, double beta,
 		    double *c, int ldc);
+/* C = alpha * A A^T + beta * C for A of shape n x k; fills both triangles. */
+void linalg_dsyrk_n(int n, int k, double alpha, const double *a, int lda, double beta,
+		    double *c, int ldc);
+/* B <- B L for B (m x n, ld ldb) and L lower triangular n x n. */
+void linalg_dtrmm_right_lower(int m, int n, const double *l, int ldl, double *b, int ldb);
 
 /* Eigendecomposition of the symmetric n x n matrix a (dsyevd, ascending eigenvalues into
  * w). With vectors, a is overwritten by the eigenvectors as columns; without, a is

@@ -43,6 +43,23 @@ linalg_dsyrk_t(int n, int k, double alpha, const double *a, int lda, double beta
 			c[(int64_t)i * ldc + j] = c[(int64_t)j * ldc + i];
 }
 
+void
+linalg_dsyrk_n(int n, int k, double alpha, const double *a, int lda, double beta, double *c,
+	       int ldc)
+{
+	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, alpha, a, lda, beta, c, ldc);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < i; j++)
+			c[(int64_t)i * ldc + j] = c[(int64_t)j * ldc + i];
+}
+
+void
+linalg_dtrmm_right_lower(int m, int n, const double *l, int ldl, double *b, int ldb)
+{
+	cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0,
+		    l, ldl, b, ldb);
+}
+
 int
 linalg_sym_eig(int n, double *a, double *w, bool vectors, struct error *err)
 {
