@@ -1,0 +1,681 @@
+/* Per-site diagnostics: concentration, alignment and its optima, predicted and measured
+ * SQNR. The formulas are listed in metrics.h. */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catscope/alloc.h"
+#include "catscope/linalg.h"
+#include "catscope/log.h"
+#include "catscope/metrics.h"
+
+/* Column blocks for tr(Sw Sx), and token rows per measured-SQNR GEMM. */
+#define TRACE_BLOCK 512
+#define MEASURE_CHUNK 256
+#define FEW_TOKENS 16
+
+/* Site totals: signal, predicted weight and activation noise, ||W'||^2, sum of row
+ * ranges^2, ||W||^2, measured signal, both, weight-only and activation-only noise. */
+enum { SUM_SIGNAL, SUM_NOISE_W, SUM_NOISE_X, SUM_FROB_T, SUM_RANGE_SQ, SUM_FROB,
+       SUM_MEAS_SIGNAL, SUM_MEAS_BOTH, SUM_MEAS_W, SUM_MEAS_X, SITE_SUMS };
+
+void
+engine_options_default(struct engine_options *opt)
+{
+	opt->full_limit = METRICS_FULL_LIMIT_DEFAULT;
+	opt->best_block = 0;
+}
+
+/* 10 log10(signal / noise); NaN when there is no signal, +Inf when there is no noise. */
+static double
+ratio_db(double signal, double noise)
+{
+	if (!(signal > 0))
+		return NAN;
+	if (!(noise > 0))
+		return INFINITY;
+	return 10.0 * log10(signal / noise);
+}
+
+/* 10 log10(12 N^2 C A), the factorised SQNR; +Inf when not quantized. */
+static double
+factorised_db(int bits, double c, double a)
+{
+	double n = (double)((1 << bits) - 1);
+
+	if (bits == 0)
+		return INFINITY;
+	if (!(c > 0 && a > 0))
+		return NAN;
+	return 10.0 * log10(12.0 * n * n * c * a);
+}
+
+static double
+parallel_db(double a_db, double b_db)
+{
+	if (isnan(a_db) || isnan(b_db))
+		return NAN;
+	return -10.0 * log10(pow(10.0, -a_db / 10) + pow(10.0, -b_db / 10));
+}
+
+static float
+row_range(const float *v, int n, enum quant_mode mode)
+{
+	float lo = v[0], hi = v[0], amax = 0;
+
+	for (int i = 0; i < n; i++) {
+		lo = fminf(lo, v[i]);
+		hi = fmaxf(hi, v[i]);
+		amax = fmaxf(amax, fabsf(v[i]));
+	}
+	return mode == QUANT_SYMMETRIC ? 2 * amax : hi - lo;
+}
+
+/* tr(W^T W S) = sum_ij (W^T W)_ij S_ij over column-block pairs, using symmetry, so that
+ * W^T W (d x d) is never stored whole. */
+static double
+trace_gram_product(const float *w, int rows, int d, const float *s)
+{
+	float *c = alloc_array((size_t)TRACE_BLOCK * TRACE_BLOCK, sizeof(*c));
+	double total = 0;
+
+	for (int b0 = 0; b0 < d; b0 += TRACE_BLOCK) {
+		int nb = b0 + TRACE_BLOCK <= d ? TRACE_BLOCK : d - b0;
+
+		for (int c0 = b0; c0 < d; c0 += TRACE_BLOCK) {
+			int nc = c0 + TRACE_BLOCK <= d ? TRACE_BLOCK : d - c0;
+			double part = 0;
+
+			linalg_sgemm(true, false, nb, nc, rows, 1.0f, w + b0, d, w + c0, d, 0.0f, c,
+				     nc);
+			for (int i = 0; i < nb; i++)
+				for (int j = 0; j < nc; j++)
+					part += (double)c[i * nc + j] * s[(int64_t)(b0 + i) * d + c0 + j];
+			total += c0 == b0 ? part : 2 * part;
+		}
+	}
+	free(c);
+	return total;
+}
+
+/* tr (Sx_bb^1/2 Sw_bb Sx_bb^1/2)^1/2 for columns [start, start + s): the sum of the
+ * singular values of W_b L_b with L_b L_b^T = Sx_bb (plus a tiny ridge when Sx_bb is
+ * singular), over all layers stacked. Returns NaN if the factorisation keeps failing. */
+static double
+trace_root(const float *const *w, const int *rows, int n_layers, int d, const double *sx,
+	   int start, int s)
+{
+	int total_rows = 0;
+	double *l = alloc_array((size_t)s * s, sizeof(*l));
+	double *y, *g, *eig;
+	double mean, result = 0;
+	int gram, ok = 0;
+
+	for (int k = 0; k < n_layers; k++)
+		total_rows += rows[k];
+	for (int64_t i = 0; i < s; i++)
+		memcpy(l + i * s, sx + (start + i) * d + start, sizeof(*l) * s);
+	mean = linalg_mean_diag(s, l, s);
+	if (!(mean > 0)) {
+		free(l);
+		return 0;
+	}
+	for (int attempt = 0; attempt < 4 && !ok; attempt++) {
+		double ridge = mean * pow(10.0, -12 + 2 * attempt);
+
+		for (int64_t i = 0; i < s; i++)
+			memcpy(l + i * s, sx + (start + i) * d + start, sizeof(*l) * s);
+		for (int64_t i = 0; i < s; i++)
+			l[i * s + i] += ridge;
+		ok = linalg_cholesky(s, l, NULL) == 0;
+	}
+	if (!ok) {
+		free(l);
+		return NAN;
+	}
+
+	y = alloc_array((size_t)total_rows * s, sizeof(*y));
+	for (int k = 0, at = 0; k < n_layers; at += rows[k], k++)
+		for (int64_t r = 0; r < rows[k]; r++)
+			for (int i = 0; i < s; i++)
+				y[(at + r) * s + i] = w[k][r * d + start + i];
+	linalg_dtrmm_right_lower(total_rows, s, l, s, y, s);
+	gram = total_rows < s ? total_rows : s;
+	g = alloc_array((size_t)gram * gram, sizeof(*g));
+	eig = alloc_array(gram, sizeof(*eig));
+	if (total_rows >= s)
+		linalg_dsyrk_t(s, total_rows, 1.0, y, s, 0.0, g, s);
+	else
+		linalg_dsyrk_n(total_rows, s, 1.0, y, s, 0.0, g, total_rows);
+	if (linalg_sym_eig(gram, g, eig, false, NULL) < 0)
+		result = NAN;
+	else
+		for (int i = 0; i < gram; i++)
+			result += sqrt(eig[i] > 0 ? eig[i] : 0);
+	free(l);
+	free(y);
+	free(g);
+	free(eig);
+	return result;
+}
+
+int
+engine_quantize_weights(float *w, int rows, int dim, const float *sigma_t,
+			const struct quant_config *qc, unsigned *flags, struct error *err)
+{
+	float *row_clip = NULL;
+	int rc = 0;
+
+	if (qc->weight.bits == 0)
+		return 0;
+	if ((qc->clip_search || qc->rounding == QUANT_GPTQ) && sigma_t == NULL)
+		return error_set(err, "clip search and GPTQ need the transformed second moment");
+	if (qc->clip_search) {
+		row_clip = alloc_array(rows, sizeof(*row_clip));
+		quant_clip_search(w, rows, dim, sigma_t, &qc->weight, row_clip);
+	}
+	if (qc->rounding == QUANT_GPTQ) {
+		double *h = alloc_array((size_t)dim * dim, sizeof(*h));
+
+		for (int64_t i = 0; i < (int64_t)dim * dim; i++)
+			h[i] = sigma_t[i];
+		rc = quant_gptq(w, rows, dim, h, &qc->weight, row_clip, qc->gptq_damp, flags, err);
+		free(h);
+	} else {
+		quant_fake_rows(w, rows, dim, dim, &qc->weight, row_clip);
+	}
+	free(row_clip);
+	return rc;
+}
+
+/* Working state of one evaluation. */
+struct evaluation {
+	const struct site_stats *stats;
+	const struct transform *t;
+	const struct quant_config *qc;
+	int d;
+	unsigned flags;
+	float *sx;             /* Sx as float */
+	float *sx_t;           /* T Sx T^T */
+	double trace_x, trace_xt;
+	double c_x;            /* C(T x), NaN without a sample */
+	float *xt, *xq;        /* transformed sample and its quantized copy, n x d */
+	int n;
+	double *act_var;       /* d: E[Delta_g(i)^2] / 12 over tokens */
+	float *clean[SITE_LAYERS_MAX];
+	int rows[SITE_LAYERS_MAX];
+};
+
+/* Copies the finite sample tokens, transforms and quantizes them, and derives C(T x)
+ * and the activation noise per channel. */
+static void
+prepare_sample(struct evaluation *ev, struct site_result *out)
+{
+	const struct site_stats *st = ev->stats;
+	const struct quant_params *ap = &ev->qc->act;
+	int d = ev->d, n = 0;
+	double norm_sum = 0, range_sum = 0;
+
+	ev->act_var = alloc_zeroed(d, sizeof(*ev->act_var));
+	ev->xt = alloc_array((size_t)(st->n_sample > 0 ? st->n_sample : 1) * d, sizeof(float));
+	for (int tok = 0; tok < st->n_sample && st->sample != NULL; tok++) {
+		const float *x = st->sample + (int64_t)tok * d;
+		bool finite = true;
+
+		for (int i = 0; i < d && finite; i++)
+			finite = isfinite(x[i]);
+		if (!finite) {
+			ev->flags |= METRICS_FLAG_NONFINITE_SAMPLE;
+			continue;
+		}
+		memcpy(ev->xt + (int64_t)n * d, x, sizeof(float) * d);
+		n++;
+	}
+	ev->n = out->tokens_used = n;
+	if (n == 0) {
+		ev->flags |= METRICS_FLAG_NO_SAMPLE;
+		out->c_x = ev->c_x = NAN;
+		/* Without a transform the statistics give the per-token steps directly. */
+		if (ev->t->spec.kind == TRANSFORM_NONE && ap->group_size == 0 && ap->bits > 0) {
+			double levels = (1 << ap->bits) - 1;
+			double range_sq = ap->mode == QUANT_SYMMETRIC ? st->mean_sq_range_sym
+								       : st->mean_sq_range_asym;
+
+			for (int i = 0; i < d; i++)
+				ev->act_var[i] = range_sq * ap->clip * ap->clip / (levels * levels) / 12;
+		} else if (ap->bits > 0) {
+			for (int i = 0; i < d; i++)
+				ev->act_var[i] = NAN;
+		}
+		return;
+	}
+	if (n < FEW_TOKENS)
+		ev->flags |= METRICS_FLAG_FEW_TOKENS;
+	transform_apply_activations(ev->t, ev->xt, n);
+
+	for (int tok = 0; tok < n; tok++) {
+		const float *x = ev->xt + (int64_t)tok * d;
+		float range = row_range(x, d, ap->mode);
+
+		for (int i = 0; i < d; i++)
+			norm_sum += (double)x[i] * x[i];
+		range_sum += (double)range * range;
+		if (range == 0)
+			ev->flags |= METRICS_FLAG_CONSTANT_TOKEN;
+		if (ap->bits > 0) {
+			int groups = quant_group_count(ap, d);
+			int g_size = groups == 1 ? d : ap->group_size;
+
+			for (int g = 0; g < groups; g++) {
+				int start = g * g_size, len = start + g_size <= d ? g_size : d - start;
+				float step;
+				int32_t zero;
+
+				quant_group_step(x + start, len, ap, 0, &step, &zero);
+				/* A zero-range group is reproduced exactly: no noise. */
+				if (row_range(x + start, len, ap->mode) == 0)
+					step = 0;
+				for (int i = start; i < start + len; i++)
+					ev->act_var[i] += (double)step * step / 12 / n;
+			}
+		}
+	}
+	out->c_x = ev->c_x = range_sum > 0 ? norm_sum / range_sum : NAN;
+	if (!(range_sum > 0))
+		ev->flags |= METRICS_FLAG_CONSTANT_TOKEN;
+	ev->xq = alloc_array((size_t)n * d, sizeof(float));
+	memcpy(ev->xq, ev->xt, sizeof(float) * n * d);
+	quant_fake_rows(ev->xq, n, d, d, ap, NULL);
+}
+
+/* Sums of squared outputs and errors over the sample: signal, weight-only,
+ * activation-only and both. */
+static void
+measure_layer(const struct evaluation *ev, const float *wt, const float *q, int rows,
+	      double sums[4])
+{
+	int d = ev->d;
+	float *wq = alloc_array((size_t)2 * rows * d, sizeof(*wq));
+	float *ya = alloc_array((size_t)MEASURE_CHUNK * 2 * rows, sizeof(*ya));
+	float *yb = alloc_array((size_t)MEASURE_CHUNK * 2 * rows, sizeof(*yb));
+
+	/* One product against [W'; Q(W')] gives both weight versions for a token. */
+	memcpy(wq, wt, sizeof(*wq) * rows * d);
+	memcpy(wq + (int64_t)rows * d, q, sizeof(*wq) * rows * d);
+	memset(sums, 0, 4 * sizeof(*sums));
+	for (int t0 = 0; t0 < ev->n; t0 += MEASURE_CHUNK) {
+		int nt = t0 + MEASURE_CHUNK <= ev->n ? MEASURE_CHUNK : ev->n - t0;
+
+		linalg_sgemm(false, true, nt, 2 * rows, d, 1.0f, ev->xt + (int64_t)t0 * d, d, wq, d,
+			     0.0f, ya, 2 * rows);
+		linalg_sgemm(false, true, nt, 2 * rows, d, 1.0f, ev->xq + (int64_t)t0 * d, d, wq, d,
+			     0.0f, yb, 2 * rows);
+		for (int64_t tok = 0; tok < nt; tok++)
+			for (int r = 0; r < rows; r++) {
+				double y = ya[tok * 2 * rows + r];
+				double y_w = ya[tok * 2 * rows + rows + r];
+				double y_x = yb[tok * 2 * rows + r];
+				double y_b = yb[tok * 2 * rows + rows + r];
+
+				sums[0] += y * y;
+				sums[1] += (y - y_w) * (y - y_w);
+				sums[2] += (y - y_x) * (y - y_x);
+				sums[3] += (y - y_b) * (y - y_b);
+			}
+	}
+	free(wq);
+	free(ya);
+	free(yb);
+}
+
+/* Predicted weight noise sum_r sum_i Delta_{r,g(i)}^2 / 12 * (T Sx T^T)_ii. */
+static double
+predicted_weight_noise(const struct evaluation *ev, const float *wt, int rows,
+		       const float *row_clip)
+{
+	const struct quant_params *wp = &ev->qc->weight;
+	int d = ev->d, groups = quant_group_count(wp, d);
+	int g_size = groups == 1 ? d : wp->group_size;
+	double total = 0;
+
+	if (wp->bits == 0)
+		return 0;
+	for (int64_t r = 0; r < rows; r++)
+		for (int g = 0; g < groups; g++) {
+			int start = g * g_size, len = start + g_size <= d ? g_size : d - start;
+			float step;
+			int32_t zero;
+			double diag = 0;
+
+			if (row_range(wt + r * d + start, len, wp->mode) == 0)
+				continue;
+			quant_group_step(wt + r * d + start, len, wp, row_clip ? row_clip[r] : 0,
+					 &step, &zero);
+			for (int i = start; i < start + len; i++)
+				diag += ev->sx_t[(int64_t)i * d + i];
+			total += (double)step * step / 12 * diag;
+		}
+	return total;
+}
+
+static int
+evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
+	       struct layer_result *lr, double site_sums[SITE_SUMS], double *col_norm, struct error *err)
+{
+	const struct quant_config *qc = ev->qc;
+	int d = ev->d, rows = layer->rows;
+	size_t size = (size_t)rows * d;
+	float *w = alloc_array(size, sizeof(*w));
+	float *wt, *q, *row_clip = NULL;
+	double frob = 0, frob_t = 0, range_sq = 0, noise_w, noise_x = 0, meas[4] = { 0 };
+	unsigned qflags = 0;
+
+	/* Non-finite weights count as zero so that one bad value does not hide the rest. */
+	for (size_t i = 0; i < size; i++) {
+		w[i] = layer->weight[i];
+		if (!isfinite(w[i])) {
+			w[i] = 0;
+			lr->flags |= METRICS_FLAG_NONFINITE_WEIGHT;
+		}
+	}
+	for (int64_t r = 0; r < rows; r++) {
+		double row_norm = 0;
+
+		for (int i = 0; i < d; i++)
+			row_norm += (double)w[r * d + i] * w[r * d + i];
+		if (row_norm == 0)
+			lr->flags |= METRICS_FLAG_ZERO_ROW;
+		frob += row_norm;
+	}
+	ev->clean[l] = w;
+	ev->rows[l] = rows;
+	lr->name = layer->name;
+	lr->rows = rows;
+	lr->signal = trace_gram_product(w, rows, d, ev->sx);
+
+	wt = alloc_array(size, sizeof(*wt));
+	memcpy(wt, w, size * sizeof(*wt));
+	transform_apply_weights(ev->t, wt, rows);
+	memset(col_norm, 0, sizeof(*col_norm) * d);
+	for (int64_t r = 0; r < rows; r++) {
+		float range = row_range(wt + r * d, d, qc->weight.mode);
+
+		range_sq += (double)range * range;
+		for (int i = 0; i < d; i++) {
+			double v = wt[r * d + i];
+
+			frob_t += v * v;
+			col_norm[i] += v * v;
+		}
+	}
+	lr->c_w = range_sq > 0 ? frob_t / range_sq : NAN;
+	lr->alignment = lr->signal > 0 ? lr->signal / (frob_t * ev->trace_xt) : NAN;
+
+	/* Quantize as engine_quantize_weights does, keeping the clip ratios for the
+	 * prediction. */
+	q = alloc_array(size, sizeof(*q));
+	memcpy(q, wt, size * sizeof(*q));
+	if (qc->weight.bits > 0 && qc->clip_search) {
+		row_clip = alloc_array(rows, sizeof(*row_clip));
+		quant_clip_search(wt, rows, d, ev->sx_t, &qc->weight, row_clip);
+	}
+	if (qc->weight.bits > 0 && qc->rounding == QUANT_GPTQ) {
+		double *h = alloc_array((size_t)d * d, sizeof(*h));
+		int rc;
+
+		for (int64_t i = 0; i < (int64_t)d * d; i++)
+			h[i] = ev->sx_t[i];
+		rc = quant_gptq(q, rows, d, h, &qc->weight, row_clip, qc->gptq_damp, &qflags, err);
+		free(h);
+		if (rc < 0) {
+			error_prefix(err, "%s", layer->name ? layer->name : "layer");
+			free(wt);
+			free(q);
+			free(row_clip);
+			return -1;
+		}
+		if (qflags & QUANT_FLAG_HESSIAN_DAMPED)
+			lr->flags |= METRICS_FLAG_HESSIAN_DAMPED;
+	} else {
+		quant_fake_rows(q, rows, d, d, &qc->weight, row_clip);
+	}
+
+	/* NOTE: the predicted weight noise is the RTN noise model even under GPTQ, whose
+	 * error feedback makes the real noise smaller and correlated with the input. */
+	noise_w = predicted_weight_noise(ev, wt, rows, row_clip);
+	for (int i = 0; i < d; i++)
+		noise_x += col_norm[i] * ev->act_var[i];
+	if (qc->act.bits == 0)
+		noise_x = 0;
+	lr->predicted.weight_db = ratio_db(lr->signal, noise_w);
+	lr->predicted.act_db = ratio_db(lr->signal, noise_x);
+	lr->predicted.total_db = ratio_db(lr->signal, noise_w + noise_x);
+	lr->factorised.weight_db = factorised_db(qc->weight.bits, lr->c_w, lr->alignment);
+	lr->factorised.act_db = factorised_db(qc->act.bits, ev->c_x, lr->alignment);
+	lr->factorised.total_db = parallel_db(lr->factorised.weight_db, lr->factorised.act_db);
+
+	if (ev->n > 0)
+		measure_layer(ev, wt, q, rows, meas);
+	lr->measured.weight_db = ev->n > 0 ? ratio_db(meas[0], meas[1]) : NAN;
+	lr->measured.act_db = ev->n > 0 ? ratio_db(meas[0], meas[2]) : NAN;
+	lr->measured.total_db = ev->n > 0 ? ratio_db(meas[0], meas[3]) : NAN;
+	lr->gap_db = lr->measured.total_db - lr->predicted.total_db;
+	if (!(lr->signal > 0))
+		lr->flags |= METRICS_FLAG_ZERO_SIGNAL;
+
+	site_sums[SUM_SIGNAL] += lr->signal;
+	site_sums[SUM_NOISE_W] += noise_w;
+	site_sums[SUM_NOISE_X] += noise_x;
+	site_sums[SUM_FROB_T] += frob_t;
+	site_sums[SUM_RANGE_SQ] += range_sq;
+	site_sums[SUM_FROB] += frob;
+	site_sums[SUM_MEAS_SIGNAL] += meas[0];
+	site_sums[SUM_MEAS_BOTH] += meas[3];
+	site_sums[SUM_MEAS_W] += meas[1];
+	site_sums[SUM_MEAS_X] += meas[2];
+	free(wt);
+	free(q);
+	free(row_clip);
+	return 0;
+}
+
+/* A*_1, A*_k and (when affordable) A* of the whole site. */
+static void
+best_alignments(struct evaluation *ev, const struct engine_options *opt, int n_layers,
+		double signal, struct site_result *out)
+{
+	int d = ev->d, k = opt->best_block;
+	double *sw_diag = alloc_zeroed(d, sizeof(*sw_diag));
+	double sum = 0, roots = 0;
+	int total_rows = 0;
+
+	for (int l = 0; l < n_layers; l++) {
+		total_rows += ev->rows[l];
+		for (int64_t r = 0; r < ev->rows[l]; r++)
+			for (int i = 0; i < d; i++)
+				sw_diag[i] += (double)ev->clean[l][r * d + i] * ev->clean[l][r * d + i];
+	}
+	for (int i = 0; i < d; i++)
+		sum += sqrt(sw_diag[i] * ev->stats->second_moment[(int64_t)i * d + i]);
+	out->best_1 = sum > 0 ? signal / (sum * sum) : NAN;
+	free(sw_diag);
+
+	if (k <= 0)
+		k = ev->t->spec.kind == TRANSFORM_CAT && ev->t->dense_block > 1
+			    ? ev->t->dense_block : TRANSFORM_DEFAULT_BLOCK;
+	if (k > d)
+		k = d;
+	out->best_block = k;
+	for (int start = 0; start < d; start += k)
+		roots += trace_root((const float *const *)ev->clean, ev->rows, n_layers, d,
+				    ev->stats->second_moment, start, start + k <= d ? k : d - start);
+	out->best_k = roots > 0 ? signal / (roots * roots) : NAN;
+
+	if (d > opt->full_limit) {
+		out->best_full = NAN;
+		ev->flags |= METRICS_FLAG_FULL_SKIPPED;
+	} else {
+		roots = trace_root((const float *const *)ev->clean, ev->rows, n_layers, d,
+				   ev->stats->second_moment, 0, d);
+		out->best_full = roots > 0 ? signal / (roots * roots) : NAN;
+	}
+}
+
+static void
+warn_flags(unsigned flags, int dim)
+{
+	static const struct {
+		unsigned flag;
+		const char *text;
+	} names[] = {
+		{ METRICS_FLAG_NONFINITE_WEIGHT, "NaN or Inf weights (counted as 0)" },
+		{ METRICS_FLAG_NONFINITE_SAMPLE, "NaN or Inf sample tokens (skipped)" },
+		{ METRICS_FLAG_ZERO_ROW, "all-zero weight rows" },
+		{ METRICS_FLAG_ZERO_CHANNEL, "input channels that are always zero" },
+		{ METRICS_FLAG_CONSTANT_TOKEN, "constant sample tokens" },
+		{ METRICS_FLAG_NO_SAMPLE, "no sample tokens (no measured SQNR)" },
+		{ METRICS_FLAG_ZERO_SIGNAL, "zero output signal (SQNR undefined)" },
+		{ METRICS_FLAG_HESSIAN_DAMPED, "a Hessian that needed more dampening" },
+		{ METRICS_FLAG_TRANSFORM_DEGENERATE, "channels the transform left unscaled" },
+		{ METRICS_FLAG_FEW_TOKENS, "fewer than 16 sample tokens" },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (flags & names[i].flag)
+			log_warn("engine: site of width %d has %s", dim, names[i].text);
+}
+
+static void
+evaluation_free(struct evaluation *ev)
+{
+	free(ev->sx);
+	free(ev->sx_t);
+	free(ev->xt);
+	free(ev->xq);
+	free(ev->act_var);
+	for (int l = 0; l < SITE_LAYERS_MAX; l++)
+		free(ev->clean[l]);
+}
+
+int
+engine_evaluate_transform(const struct site_stats *stats, const struct site_layers *layers,
+			  const struct transform *t, const struct quant_config *qc,
+			  const struct engine_options *opt, struct site_result *out,
+			  struct error *err)
+{
+	struct engine_options defaults;
+	struct evaluation ev = { .stats = stats, .t = t, .qc = qc, .d = stats->dim };
+	double sums[SITE_SUMS] = { 0 };
+	double *col_norm;
+	int d = stats->dim, rc = -1;
+
+	if (opt == NULL) {
+		engine_options_default(&defaults);
+		opt = &defaults;
+	}
+	memset(out, 0, sizeof(*out));
+	out->dim = d;
+	if (stats->second_moment == NULL)
+		return error_set(err, "site statistics have no second moment; run calibration");
+	if (t->dim != d)
+		return error_set(err, "transform width %d does not match the site width %d", t->dim,
+				 d);
+	if (site_layers_check(layers, d, err) < 0)
+		return -1;
+	if (quant_params_check(&qc->weight, err) < 0 || quant_params_check(&qc->act, err) < 0)
+		return -1;
+	for (int64_t i = 0; i < (int64_t)d * d; i++)
+		if (!isfinite(stats->second_moment[i]))
+			return error_set(err, "second moment of the site has NaN or Inf at (%d, %d); "
+					      "recalibrate", (int)(i / d), (int)(i % d));
+
+	/* Sx, its transformed version and their traces. */
+	ev.sx = alloc_array((size_t)d * d, sizeof(*ev.sx));
+	ev.sx_t = alloc_array((size_t)d * d, sizeof(*ev.sx_t));
+	for (int64_t i = 0; i < (int64_t)d * d; i++)
+		ev.sx[i] = (float)stats->second_moment[i];
+	transform_conjugate(t, stats->second_moment, ev.sx_t);
+	for (int64_t i = 0; i < d; i++) {
+		ev.trace_x += stats->second_moment[i * d + i];
+		ev.trace_xt += ev.sx_t[i * d + i];
+		if (stats->second_moment[i * d + i] == 0)
+			ev.flags |= METRICS_FLAG_ZERO_CHANNEL;
+	}
+	if (t->flags != 0)
+		ev.flags |= METRICS_FLAG_TRANSFORM_DEGENERATE;
+	out->block = transform_block_size(&t->spec, d);
+	{
+		double range_sq = qc->act.mode == QUANT_SYMMETRIC ? stats->mean_sq_range_sym
+								   : stats->mean_sq_range_asym;
+
+		out->c_x_raw = range_sq > 0 ? stats->mean_sq_norm / range_sq : NAN;
+	}
+	prepare_sample(&ev, out);
+
+	col_norm = alloc_array(d, sizeof(*col_norm));
+	out->n_layers = layers->count;
+	for (int l = 0; l < layers->count; l++) {
+		if (evaluate_layer(&ev, l, &layers->layer[l], &out->layer[l], sums, col_norm, err) < 0) {
+			free(col_norm);
+			goto out;
+		}
+		ev.flags |= out->layer[l].flags;
+	}
+	free(col_norm);
+
+	/* Site totals: layers add their signals and noises. */
+	{
+		double signal = sums[SUM_SIGNAL];
+
+		out->c_w = sums[SUM_RANGE_SQ] > 0 ? sums[SUM_FROB_T] / sums[SUM_RANGE_SQ] : NAN;
+		out->alignment = signal > 0 ? signal / (sums[SUM_FROB_T] * ev.trace_xt) : NAN;
+		out->alignment_raw = signal > 0 ? signal / (sums[SUM_FROB] * ev.trace_x) : NAN;
+		out->predicted.weight_db = ratio_db(signal, sums[SUM_NOISE_W]);
+		out->predicted.act_db = ratio_db(signal, sums[SUM_NOISE_X]);
+		out->predicted.total_db = ratio_db(signal, sums[SUM_NOISE_W] + sums[SUM_NOISE_X]);
+		out->factorised.weight_db = factorised_db(qc->weight.bits, out->c_w, out->alignment);
+		out->factorised.act_db = factorised_db(qc->act.bits, out->c_x, out->alignment);
+		out->factorised.total_db = parallel_db(out->factorised.weight_db,
+						       out->factorised.act_db);
+		if (ev.n > 0) {
+			out->measured.weight_db = ratio_db(sums[SUM_MEAS_SIGNAL], sums[SUM_MEAS_W]);
+			out->measured.act_db = ratio_db(sums[SUM_MEAS_SIGNAL], sums[SUM_MEAS_X]);
+			out->measured.total_db = ratio_db(sums[SUM_MEAS_SIGNAL], sums[SUM_MEAS_BOTH]);
+		} else {
+			out->measured.weight_db = out->measured.act_db = out->measured.total_db = NAN;
+		}
+		out->gap_db = out->measured.total_db - out->predicted.total_db;
+		if (!(signal > 0)) {
+			ev.flags |= METRICS_FLAG_ZERO_SIGNAL;
+			out->best_1 = out->best_k = out->best_full = out->headroom_db = NAN;
+		} else {
+			best_alignments(&ev, opt, layers->count, signal, out);
+			out->headroom_db = 10 * log10((isnan(out->best_full) ? out->best_k
+									   : out->best_full) /
+						      out->alignment);
+		}
+	}
+	out->flags = ev.flags;
+	warn_flags(ev.flags & ~METRICS_FLAG_FULL_SKIPPED, d);
+	rc = 0;
+out:
+	evaluation_free(&ev);
+	return rc;
+}
+
+int
+engine_evaluate_site(const struct site_stats *stats, const struct site_layers *layers,
+		     const struct transform_spec *spec, const struct quant_config *qc,
+		     struct site_result *out, struct error *err)
+{
+	struct transform t;
+	int rc;
+
+	if (transform_build(spec, stats, layers, &t, err) < 0)
+		return -1;
+	rc = engine_evaluate_transform(stats, layers, &t, qc, NULL, out, err);
+	transform_free(&t);
+	return rc;
+}

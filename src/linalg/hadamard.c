@@ -1,0 +1,177 @@
+/* Walsh-Hadamard transforms, the any-width orthogonal Hadamard, and seeded random
+ * orthogonal matrices. */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lapacke.h>
+
+#include "catscope/alloc.h"
+#include "catscope/linalg.h"
+
+bool
+linalg_is_pow2(int n)
+{
+	return n >= 1 && (n & (n - 1)) == 0;
+}
+
+int
+linalg_pow2_factor(int n)
+{
+	return n & -n;
+}
+
+void
+linalg_fwht(float *x, int n)
+{
+	float norm = 1.0f / sqrtf((float)n);
+
+	for (int h = 1; h < n; h *= 2)
+		for (int i = 0; i < n; i += 2 * h)
+			for (int j = i; j < i + h; j++) {
+				float a = x[j], b = x[j + h];
+
+				x[j] = a + b;
+				x[j + h] = a - b;
+			}
+	for (int i = 0; i < n; i++)
+		x[i] *= norm;
+}
+
+/* Orthonormal DCT-II of size q: c[k*q + n] = alpha_k cos(pi (2n + 1) k / (2q)). */
+static float *
+dct_matrix(int q)
+{
+	float *c = alloc_array((size_t)q * q, sizeof(*c));
+
+	for (int k = 0; k < q; k++) {
+		double alpha = k == 0 ? sqrt(1.0 / q) : sqrt(2.0 / q);
+
+		for (int n = 0; n < q; n++)
+			c[(int64_t)k * q + n] = (float)(alpha * cos(M_PI * (2 * n + 1) * k / (2.0 * q)));
+	}
+	return c;
+}
+
+/* Butterflies on contiguous q-vectors: x viewed as p x q, Hadamard along p. */
+static void
+fwht_strided(float *x, int p, int q)
+{
+	float norm = 1.0f / sqrtf((float)p);
+
+	for (int h = 1; h < p; h *= 2)
+		for (int i = 0; i < p; i += 2 * h)
+			for (int j = i; j < i + h; j++) {
+				float *u = x + (int64_t)j * q, *v = x + (int64_t)(j + h) * q;
+
+				for (int l = 0; l < q; l++) {
+					float a = u[l], b = v[l];
+
+					u[l] = a + b;
+					v[l] = a - b;
+				}
+			}
+	if (p > 1)
+		for (int64_t i = 0; i < (int64_t)p * q; i++)
+			x[i] *= norm;
+}
+
+void
+linalg_hadamard_rows(float *x, int rows, int ld, int width, bool transpose)
+{
+	int p = linalg_pow2_factor(width);
+	int q = width / p;
+	float *c = NULL, *seg = NULL;
+
+	if (q > 1) {
+		c = dct_matrix(q);
+		seg = alloc_array(q, sizeof(*seg));
+	}
+	for (int r = 0; r < rows; r++) {
+		float *row = x + (int64_t)r * ld;
+
+		if (q > 1) {
+			/* Each q-segment: y = C s, or C^T s for the transpose. */
+			for (int b = 0; b < p; b++) {
+				float *s = row + (int64_t)b * q;
+
+				memcpy(seg, s, sizeof(*seg) * q);
+				for (int k = 0; k < q; k++) {
+					float sum = 0;
+
+					for (int n = 0; n < q; n++)
+						sum += (transpose ? c[(int64_t)n * q + k]
+								  : c[(int64_t)k * q + n]) * seg[n];
+					s[k] = sum;
+				}
+			}
+		}
+		fwht_strided(row, p, q);
+	}
+	free(c);
+	free(seg);
+}
+
+void
+linalg_hadamard_matrix(int width, float *out)
+{
+	/* Row i of H is H e_i transposed, so transform the identity with H^T. */
+	memset(out, 0, sizeof(*out) * width * width);
+	for (int64_t i = 0; i < width; i++)
+		out[i * width + i] = 1;
+	linalg_hadamard_rows(out, width, width, width, true);
+}
+
+uint64_t
+linalg_rng_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+double
+linalg_rng_normal(uint64_t *state)
+{
+	/* Uniforms in (0, 1] from the top 53 bits, so that log never sees zero. */
+	double u1 = ((linalg_rng_next(state) >> 11) + 1.0) * 0x1.0p-53;
+	double u2 = (linalg_rng_next(state) >> 11) * 0x1.0p-53;
+
+	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+int
+linalg_random_orthogonal(int n, uint64_t seed, double *q, struct error *err)
+{
+	double *tau = alloc_array(n, sizeof(*tau));
+	double *rdiag = alloc_array(n, sizeof(*rdiag));
+	uint64_t state = seed;
+	lapack_int info;
+
+	for (int64_t i = 0; i < (int64_t)n * n; i++)
+		q[i] = linalg_rng_normal(&state);
+	info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, n, n, q, n, tau);
+	if (info == 0) {
+		for (int64_t i = 0; i < n; i++)
+			rdiag[i] = q[i * n + i];
+		info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, n, n, n, q, n, tau);
+	}
+	if (info != 0) {
+		free(tau);
+		free(rdiag);
+		return error_set(err, "random orthogonal %d x %d: QR failed (info %d)", n, n,
+				 (int)info);
+	}
+	/* Column j times sign(R_jj) makes the factorisation unique, hence Haar. */
+	for (int64_t i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			if (rdiag[j] < 0)
+				q[i * n + j] = -q[i * n + j];
+	free(tau);
+	free(rdiag);
+	return 0;
+}

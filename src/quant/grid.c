@@ -1,0 +1,270 @@
+/* The integer grids, fake quantization and integer codes. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catscope/linalg.h"
+#include "catscope/quant.h"
+
+void
+quant_config_default(struct quant_config *qc)
+{
+	memset(qc, 0, sizeof(*qc));
+	qc->weight = (struct quant_params){ .bits = 4, .mode = QUANT_SYMMETRIC, .clip = 1.0f };
+	qc->act = (struct quant_params){ .bits = 4, .mode = QUANT_SYMMETRIC, .clip = 1.0f };
+	qc->rounding = QUANT_RTN;
+	qc->gptq_damp = 0.01;
+}
+
+int
+quant_params_check(const struct quant_params *p, struct error *err)
+{
+	if (p->bits != 0 && (p->bits < QUANT_BITS_MIN || p->bits > QUANT_BITS_MAX))
+		return error_set(err, "invalid bit width %d; expected %d to %d, or 0 for none",
+				 p->bits, QUANT_BITS_MIN, QUANT_BITS_MAX);
+	if (p->group_size < 0)
+		return error_set(err, "invalid group size %d; expected 0 (whole row) or more",
+				 p->group_size);
+	if (!(p->clip > 0 && p->clip <= 1))
+		return error_set(err, "invalid clip ratio %g; expected a value in (0, 1]",
+				 (double)p->clip);
+	return 0;
+}
+
+int
+quant_params_parse(const char *text, struct quant_params *p, struct error *err)
+{
+	char buf[128], *save = NULL, *tok;
+
+	*p = (struct quant_params){ .bits = 0, .mode = QUANT_SYMMETRIC, .clip = 1.0f };
+	if (strcmp(text, "none") == 0)
+		return 0;
+	if (strlen(text) >= sizeof(buf))
+		return error_set(err, "quantizer \"%.40s...\" is too long", text);
+	strcpy(buf, text);
+	for (tok = strtok_r(buf, ":", &save); tok != NULL; tok = strtok_r(NULL, ":", &save)) {
+		char *end;
+
+		if (tok == buf) {
+			p->bits = (int)strtol(tok, &end, 10);
+			if (*end != '\0' || end == tok)
+				return error_set(err, "invalid quantizer \"%s\": expected a bit width "
+						      "first, as in \"4:g128\"", text);
+		} else if (strcmp(tok, "sym") == 0) {
+			p->mode = QUANT_SYMMETRIC;
+		} else if (strcmp(tok, "asym") == 0) {
+			p->mode = QUANT_ASYMMETRIC;
+		} else if (tok[0] == 'g') {
+			p->group_size = (int)strtol(tok + 1, &end, 10);
+			if (*end != '\0' || end == tok + 1)
+				return error_set(err, "invalid group size \"%s\" in \"%s\"", tok, text);
+		} else if (strncmp(tok, "clip=", 5) == 0) {
+			p->clip = strtof(tok + 5, &end);
+			if (*end != '\0' || end == tok + 5)
+				return error_set(err, "invalid clip ratio \"%s\" in \"%s\"", tok, text);
+		} else {
+			return error_set(err, "unknown quantizer option \"%s\" in \"%s\"; expected "
+					      "sym, asym, g<size> or clip=<ratio>", tok, text);
+		}
+	}
+	if (quant_params_check(p, err) < 0) {
+		error_prefix(err, "quantizer \"%s\"", text);
+		return -1;
+	}
+	return 0;
+}
+
+void
+quant_params_format(const struct quant_params *p, char *buf, int size)
+{
+	int n;
+
+	if (p->bits == 0) {
+		snprintf(buf, size, "none");
+		return;
+	}
+	n = snprintf(buf, size, "%d%s", p->bits, p->mode == QUANT_ASYMMETRIC ? ":asym" : "");
+	if (p->group_size > 0 && n < size)
+		n += snprintf(buf + n, size - n, ":g%d", p->group_size);
+	if (p->clip != 1.0f && n < size)
+		snprintf(buf + n, size - n, ":clip=%g", (double)p->clip);
+}
+
+int
+quant_group_count(const struct quant_params *p, int cols)
+{
+	if (p->group_size <= 0 || p->group_size >= cols)
+		return 1;
+	return (cols + p->group_size - 1) / p->group_size;
+}
+
+void
+quant_group_step(const float *v, int n, const struct quant_params *p, float clip,
+		 float *step, int32_t *zero)
+{
+	int levels = (1 << p->bits) - 1;
+	float c = clip > 0 ? clip : p->clip;
+
+	if (p->mode == QUANT_SYMMETRIC) {
+		float amax = 0;
+
+		for (int i = 0; i < n; i++)
+			if (fabsf(v[i]) > amax)
+				amax = fabsf(v[i]);
+		*step = 2.0f * c * amax / levels;
+		*zero = 1 << (p->bits - 1);
+		if (!(*step > 0))
+			*step = 1.0f;
+	} else {
+		float lo = v[0], hi = v[0], mid, half;
+
+		for (int i = 1; i < n; i++) {
+			if (v[i] < lo)
+				lo = v[i];
+			if (v[i] > hi)
+				hi = v[i];
+		}
+		mid = 0.5f * (lo + hi);
+		half = 0.5f * c * (hi - lo);
+		*step = 2.0f * half / levels;
+		if (!(*step > 0))
+			*step = fabsf(lo) > 0 ? fabsf(lo) : 1.0f;
+		*zero = (int32_t)nearbyintf(-(mid - half) / *step);
+	}
+}
+
+uint8_t
+quant_code(float v, const struct quant_params *p, float step, int32_t zero)
+{
+	float q = nearbyintf(v / step);
+	float lo, hi;
+
+	if (p->mode == QUANT_SYMMETRIC) {
+		lo = -(float)(1 << (p->bits - 1));
+		hi = (float)((1 << (p->bits - 1)) - 1);
+	} else {
+		q += (float)zero;
+		lo = 0;
+		hi = (float)((1 << p->bits) - 1);
+	}
+	if (!(q >= lo)) /* also catches NaN */
+		q = lo;
+	if (q > hi)
+		q = hi;
+	return (uint8_t)(p->mode == QUANT_SYMMETRIC ? q + (float)zero : q);
+}
+
+void
+quant_fake_rows(float *x, int rows, int cols, int64_t ld, const struct quant_params *p,
+		const float *row_clip)
+{
+	int groups, g_size;
+
+	if (p->bits == 0)
+		return;
+	groups = quant_group_count(p, cols);
+	g_size = groups == 1 ? cols : p->group_size;
+	for (int r = 0; r < rows; r++) {
+		float *row = x + r * ld;
+		float clip = row_clip != NULL ? row_clip[r] : 0;
+
+		for (int g = 0; g < groups; g++) {
+			int start = g * g_size;
+			int n = start + g_size <= cols ? g_size : cols - start;
+			float step;
+			int32_t zero;
+
+			quant_group_step(row + start, n, p, clip, &step, &zero);
+			for (int i = start; i < start + n; i++)
+				row[i] = ((float)quant_code(row[i], p, step, zero) - (float)zero) * step;
+		}
+	}
+}
+
+void
+quant_codes(const float *w, int rows, int cols, const struct quant_params *p,
+	    const float *row_clip, uint8_t *codes, float *scales, int32_t *zeros)
+{
+	int groups = quant_group_count(p, cols);
+	int g_size = groups == 1 ? cols : p->group_size;
+
+	for (int r = 0; r < rows; r++) {
+		const float *row = w + (int64_t)r * cols;
+		float clip = row_clip != NULL ? row_clip[r] : 0;
+
+		for (int g = 0; g < groups; g++) {
+			int start = g * g_size;
+			int n = start + g_size <= cols ? g_size : cols - start;
+			int64_t at = (int64_t)r * groups + g;
+
+			quant_group_step(row + start, n, p, clip, &scales[at], &zeros[at]);
+			for (int i = start; i < start + n; i++)
+				codes[(int64_t)r * cols + i] = quant_code(row[i], p, scales[at], zeros[at]);
+		}
+	}
+}
+
+void
+quant_dequantize(const uint8_t *codes, int rows, int cols, const struct quant_params *p,
+		 const float *scales, const int32_t *zeros, float *out)
+{
+	int groups = quant_group_count(p, cols);
+	int g_size = groups == 1 ? cols : p->group_size;
+
+	for (int64_t r = 0; r < rows; r++)
+		for (int i = 0; i < cols; i++) {
+			int64_t at = r * groups + i / g_size;
+
+			out[r * cols + i] = ((float)codes[r * cols + i] - (float)zeros[at]) * scales[at];
+		}
+}
+
+int64_t
+quant_packed_words(int64_t n, int bits)
+{
+	int per_word = 32 / bits;
+
+	return (n + per_word - 1) / per_word;
+}
+
+int64_t
+quant_pack(const uint8_t *codes, int64_t n, int bits, int32_t *out, struct error *err)
+{
+	int per_word;
+	int64_t words;
+
+	if (bits != 2 && bits != 4 && bits != 8)
+		return error_set(err, "cannot pack %d-bit codes into int32; expected 2, 4 or 8",
+				 bits);
+	per_word = 32 / bits;
+	words = quant_packed_words(n, bits);
+	for (int64_t w = 0; w < words; w++) {
+		uint32_t word = 0;
+
+		for (int j = 0; j < per_word && w * per_word + j < n; j++)
+			word |= ((uint32_t)codes[w * per_word + j] & ((1u << bits) - 1)) << (j * bits);
+		memcpy(&out[w], &word, sizeof(word));
+	}
+	return words;
+}
+
+int
+quant_unpack(const int32_t *packed, int64_t n, int bits, uint8_t *codes, struct error *err)
+{
+	int per_word;
+
+	if (bits != 2 && bits != 4 && bits != 8)
+		return error_set(err, "cannot unpack %d-bit codes from int32; expected 2, 4 or 8",
+				 bits);
+	per_word = 32 / bits;
+	for (int64_t i = 0; i < n; i++) {
+		uint32_t word;
+
+		memcpy(&word, &packed[i / per_word], sizeof(word));
+		codes[i] = (uint8_t)((word >> ((i % per_word) * bits)) & ((1u << bits) - 1));
+	}
+	return 0;
+}

@@ -1,0 +1,555 @@
+/* Tests of the diagnostics engine against independent computations: plain loops, a
+ * Jacobi eigenvalue routine, closed forms and the facts the noise model implies. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catscope/alloc.h"
+#include "catscope/linalg.h"
+#include "catscope/metrics.h"
+#include "catscope/quant.h"
+#include "catscope/transform.h"
+#include "site_fixture.h"
+
+/* Eigenvalues of a symmetric n x n matrix by cyclic Jacobi rotations (destroys a). */
+static void
+jacobi_eigenvalues(int n, double *a, double *eig)
+{
+	for (int sweep = 0; sweep < 100; sweep++) {
+		double off = 0;
+
+		for (int p = 0; p < n; p++)
+			for (int q = p + 1; q < n; q++)
+				off += a[p * n + q] * a[p * n + q];
+		if (off < 1e-26)
+			break;
+		for (int p = 0; p < n; p++)
+			for (int q = p + 1; q < n; q++) {
+				double apq = a[p * n + q], theta, t, c, s;
+
+				if (fabs(apq) < 1e-300)
+					continue;
+				theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
+				t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+				c = 1 / sqrt(t * t + 1);
+				s = t * c;
+				for (int k = 0; k < n; k++) {
+					double akp = a[k * n + p], akq = a[k * n + q];
+
+					a[k * n + p] = c * akp - s * akq;
+					a[k * n + q] = s * akp + c * akq;
+				}
+				for (int k = 0; k < n; k++) {
+					double apk = a[p * n + k], aqk = a[q * n + k];
+
+					a[p * n + k] = c * apk - s * aqk;
+					a[q * n + k] = s * apk + c * aqk;
+				}
+			}
+	}
+	for (int i = 0; i < n; i++)
+		eig[i] = a[i * n + i];
+}
+
+/* sum sqrt(lambda) of W_b Sx_bb W_b^T for columns [start, start + s), all layers. */
+static double
+reference_trace_root(const struct fixture *f, int start, int s)
+{
+	int d = f->stats.dim, m = 0;
+	double *g, *eig, total = 0;
+	const float *rows[128];
+
+	for (int l = 0; l < f->layers.count; l++)
+		for (int r = 0; r < f->layers.layer[l].rows; r++)
+			rows[m++] = f->layers.layer[l].weight + (int64_t)r * d;
+	g = alloc_array(m * m, sizeof(*g));
+	eig = alloc_array(m, sizeof(*eig));
+	for (int a = 0; a < m; a++)
+		for (int b = 0; b < m; b++) {
+			double sum = 0;
+
+			for (int i = start; i < start + s; i++)
+				for (int j = start; j < start + s; j++)
+					sum += rows[a][i] * f->stats.second_moment[i * d + j] * rows[b][j];
+			g[a * m + b] = sum;
+		}
+	jacobi_eigenvalues(m, g, eig);
+	for (int i = 0; i < m; i++)
+		total += sqrt(fmax(eig[i], 0));
+	free(g);
+	free(eig);
+	return total;
+}
+
+/* A = tr(Sw Sx) / (tr Sw tr Sx), by loops. */
+static double
+reference_alignment(const struct fixture *f)
+{
+	int d = f->stats.dim;
+	double tw = 0, tx = 0;
+
+	for (int l = 0; l < f->layers.count; l++)
+		for (int64_t i = 0; i < (int64_t)f->layers.layer[l].rows * d; i++)
+			tw += (double)f->layers.layer[l].weight[i] * f->layers.layer[l].weight[i];
+	for (int i = 0; i < d; i++)
+		tx += f->stats.second_moment[i * d + i];
+	return fixture_trace_sw_sx(f) / (tw * tx);
+}
+
+/* CAT ridge for the next evaluations; 0 keeps the default. */
+static double ridge_override;
+
+static void
+evaluate(const struct fixture *f, const char *spec_text, const struct quant_config *qc,
+	 const struct engine_options *opt, struct site_result *res)
+{
+	struct transform_spec spec;
+	struct transform t;
+	struct error err;
+
+	assert_int_equal(transform_spec_parse(spec_text, &spec, &err), 0);
+	if (ridge_override > 0)
+		spec.ridge = ridge_override;
+	if (transform_build(&spec, &f->stats, &f->layers, &t, &err) < 0)
+		fail_msg("%s: %s", spec_text, err.message);
+	if (engine_evaluate_transform(&f->stats, &f->layers, &t, qc, opt, res, &err) < 0)
+		fail_msg("%s: %s", spec_text, err.message);
+	transform_free(&t);
+}
+
+static void
+rel_close(double a, double b, double tol, const char *what)
+{
+	if (!(fabs(a - b) <= tol * fabs(b)))
+		fail_msg("%s: %.9g vs %.9g (relative tolerance %g)", what, a, b, tol);
+}
+
+static const int two_layers[] = { 24, 16 };
+
+static void
+alignment_matches_loops(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+
+	fixture_init(&f, 96, 300, 2, two_layers, 20.0f, 1);
+	quant_config_default(&qc);
+	evaluate(&f, "none", &qc, NULL, &res);
+	rel_close(res.alignment, reference_alignment(&f), 1e-5, "A (none)");
+	rel_close(res.alignment_raw, reference_alignment(&f), 1e-5, "A before transform");
+	fixture_free(&f);
+}
+
+static void
+alignment_unchanged_by_rotations(void **state)
+{
+	static const char *const specs[] = { "hadamard", "hadamard:32", "random:5",
+					     "random:9:48" };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+	double ref;
+
+	fixture_init(&f, 96, 300, 2, two_layers, 20.0f, 2);
+	quant_config_default(&qc);
+	ref = reference_alignment(&f);
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		evaluate(&f, specs[i], &qc, NULL, &res);
+		rel_close(res.alignment, ref, 1e-4, specs[i]);
+	}
+	fixture_free(&f);
+}
+
+static void
+cat_block_reaches_best_k(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct engine_options opt;
+	struct site_result res;
+	double roots = 0, ref;
+
+	fixture_init(&f, 96, 300, 2, two_layers, 20.0f, 3);
+	quant_config_default(&qc);
+	engine_options_default(&opt);
+	opt.best_block = 32;
+	for (int b = 0; b < 96; b += 32)
+		roots += reference_trace_root(&f, b, 32);
+	ref = fixture_trace_sw_sx(&f) / (roots * roots);
+	evaluate(&f, "cat:32", &qc, &opt, &res);
+	rel_close(res.best_k, ref, 1e-6, "A*_32 against Jacobi eigenvalues");
+	rel_close(res.alignment, ref, 1e-4, "A after CAT block 32");
+	assert_true(res.alignment > reference_alignment(&f));
+	fixture_free(&f);
+}
+
+static void
+cat_full_reaches_best(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+	double root, ref;
+
+	fixture_init(&f, 96, 300, 2, two_layers, 20.0f, 4);
+	quant_config_default(&qc);
+	root = reference_trace_root(&f, 0, 96);
+	ref = fixture_trace_sw_sx(&f) / (root * root);
+	/* Sw has rank 40 < 96 here, and the ridge costs O(sqrt(ridge)) of alignment. */
+	ridge_override = 1e-12;
+	evaluate(&f, "cat:full", &qc, NULL, &res);
+	ridge_override = 0;
+	rel_close(res.best_full, ref, 1e-6, "A* against Jacobi eigenvalues");
+	rel_close(res.alignment, ref, 1e-4, "A after CAT full");
+	assert_true(res.best_full >= res.best_k * (1 - 1e-9));
+	assert_true(res.best_k >= res.best_1 * (1 - 1e-9));
+	assert_true(res.headroom_db >= -1e-6);
+	fixture_free(&f);
+}
+
+static void
+cat1_reaches_best_1(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+	int d = 64;
+	double sw[64] = { 0 }, sum = 0, ref;
+
+	fixture_init(&f, d, 300, 2, two_layers, 20.0f, 5);
+	quant_config_default(&qc);
+	for (int l = 0; l < 2; l++)
+		for (int r = 0; r < two_layers[l]; r++)
+			for (int i = 0; i < d; i++)
+				sw[i] += (double)f.weights[l][r * d + i] * f.weights[l][r * d + i];
+	for (int i = 0; i < d; i++)
+		sum += sqrt(sw[i] * f.stats.second_moment[i * d + i]);
+	ref = fixture_trace_sw_sx(&f) / (sum * sum);
+	evaluate(&f, "cat1", &qc, NULL, &res);
+	rel_close(res.best_1, ref, 1e-6, "A*_1 closed form");
+	rel_close(res.alignment, ref, 1e-4, "A after CAT k=1");
+	fixture_free(&f);
+}
+
+/* A(T x, W T^-1) for random invertible lower-triangular T never exceeds A*. */
+static void
+random_invertible_never_beats_best(void **state)
+{
+	int d = 24, rows[] = { 10 };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+	uint64_t rng = 77;
+	double tm[24 * 24], wt[10 * 24];
+
+	fixture_init(&f, d, 200, 1, rows, 8.0f, 6);
+	quant_config_default(&qc);
+	evaluate(&f, "none", &qc, NULL, &res);
+	for (int trial = 0; trial < 50; trial++) {
+		double num = fixture_trace_sw_sx(&f), frob = 0, trx = 0;
+
+		for (int i = 0; i < d; i++)
+			for (int j = 0; j < d; j++)
+				tm[i * d + j] = j < i ? linalg_rng_normal(&rng)
+					      : j == i ? 0.2 + fabs(linalg_rng_normal(&rng)) * 3 : 0;
+		/* W T^-1 row by row: solve v T = w (back substitution on T^T). */
+		for (int r = 0; r < 10; r++)
+			for (int j = d - 1; j >= 0; j--) {
+				double s = f.weights[0][r * d + j];
+
+				for (int i = j + 1; i < d; i++)
+					s -= wt[r * d + i] * tm[i * d + j];
+				wt[r * d + j] = s / tm[j * d + j];
+				frob += wt[r * d + j] * wt[r * d + j];
+			}
+		for (int i = 0; i < d; i++)
+			for (int a = 0; a < d; a++)
+				for (int b = 0; b < d; b++)
+					trx += tm[i * d + a] * f.stats.second_moment[a * d + b] * tm[i * d + b];
+		assert_true(num / (frob * trx) <= res.best_full * (1 + 1e-9));
+	}
+	fixture_free(&f);
+}
+
+static void
+isotropic_alignment_is_one_over_d(void **state)
+{
+	int d = 80;
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+
+	fixture_init(&f, d, 64, 2, two_layers, 1.0f, 7);
+	memset(f.stats.second_moment, 0, sizeof(double) * d * d);
+	for (int i = 0; i < d; i++)
+		f.stats.second_moment[i * d + i] = 2.5;
+	quant_config_default(&qc);
+	evaluate(&f, "none", &qc, NULL, &res);
+	rel_close(res.alignment, 1.0 / d, 1e-6, "A of isotropic x");
+	evaluate(&f, "hadamard", &qc, NULL, &res);
+	rel_close(res.alignment, 1.0 / d, 1e-5, "A of isotropic x after Hadamard");
+	fixture_free(&f);
+}
+
+static void
+concentration_floors(void **state)
+{
+	int d = 16, rows[] = { 4 };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+
+	fixture_init(&f, d, 32, 1, rows, 1.0f, 8);
+	/* One-hot tokens: E||x||^2 = v^2, range (symmetric) 2v, so C = 1/4. */
+	memset(f.stats.sample, 0, sizeof(float) * 32 * d);
+	for (int t = 0; t < 32; t++)
+		f.stats.sample[t * d + t % d] = (float)(t + 1);
+	fixture_stats_from_sample(&f.stats);
+	quant_config_default(&qc);
+	evaluate(&f, "none", &qc, NULL, &res);
+	rel_close(res.c_x, 0.25, 1e-6, "C of one-hot tokens (symmetric)");
+	rel_close(res.c_x_raw, 0.25, 1e-6, "C from statistics (symmetric)");
+	/* Tokens (v, -v, 0, ...): range (asymmetric) 2v, ||x||^2 = 2v^2, so C = 1/2. */
+	memset(f.stats.sample, 0, sizeof(float) * 32 * d);
+	for (int t = 0; t < 32; t++) {
+		f.stats.sample[t * d + t % 8] = (float)(t + 1);
+		f.stats.sample[t * d + 8 + t % 8] = -(float)(t + 1);
+	}
+	fixture_stats_from_sample(&f.stats);
+	qc.act.mode = QUANT_ASYMMETRIC;
+	evaluate(&f, "none", &qc, NULL, &res);
+	rel_close(res.c_x, 0.5, 1e-6, "C at the asymmetric floor");
+	fixture_free(&f);
+}
+
+static void
+concentration_scale_invariant(void **state)
+{
+	int d = 64;
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result a, b;
+
+	fixture_init(&f, d, 100, 2, two_layers, 5.0f, 9);
+	quant_config_default(&qc);
+	evaluate(&f, "hadamard", &qc, NULL, &a);
+	for (int i = 0; i < 100 * d; i++)
+		f.stats.sample[i] *= 37.0f;
+	for (int l = 0; l < 2; l++)
+		for (int i = 0; i < two_layers[l] * d; i++)
+			f.weights[l][i] *= 0.01f;
+	fixture_stats_from_sample(&f.stats);
+	evaluate(&f, "hadamard", &qc, NULL, &b);
+	rel_close(b.c_x, a.c_x, 1e-5, "C(x) after scaling x");
+	rel_close(b.c_x_raw, a.c_x_raw, 1e-5, "C(x) from statistics after scaling x");
+	rel_close(b.c_w, a.c_w, 1e-5, "C(W) after scaling W");
+	rel_close(b.alignment, a.alignment, 1e-5, "A after scaling");
+	fixture_free(&f);
+}
+
+static void
+six_db_per_bit_measured(void **state)
+{
+	int rows[] = { 64 };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res[3];
+
+	fixture_init(&f, 256, 512, 1, rows, 1.0f, 10);
+	quant_config_default(&qc);
+	for (int b = 6; b <= 8; b++) {
+		qc.weight.bits = qc.act.bits = b;
+		evaluate(&f, "none", &qc, NULL, &res[b - 6]);
+	}
+	for (int b = 0; b < 2; b++) {
+		double gain = res[b + 1].measured.total_db - res[b].measured.total_db;
+
+		if (!(fabs(gain - 6.02) < 0.25))
+			fail_msg("gain from %d to %d bits: %.3f dB", b + 6, b + 7, gain);
+	}
+	fixture_free(&f);
+}
+
+static void
+predicted_matches_measured_gaussian(void **state)
+{
+	int rows[] = { 128 };
+	int bits[] = { 4, 8 };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+
+	fixture_init(&f, 256, 1024, 1, rows, 1.0f, 11);
+	quant_config_default(&qc);
+	for (int i = 0; i < 2; i++) {
+		qc.weight.bits = qc.act.bits = bits[i];
+		evaluate(&f, "none", &qc, NULL, &res);
+		if (!(fabs(res.gap_db) < 0.5))
+			fail_msg("W%dA%d: measured %.2f dB, predicted %.2f dB", bits[i], bits[i],
+				 res.measured.total_db, res.predicted.total_db);
+		assert_true(fabs(res.measured.weight_db - res.predicted.weight_db) < 0.5);
+		assert_true(fabs(res.measured.act_db - res.predicted.act_db) < 0.5);
+		evaluate(&f, "hadamard", &qc, NULL, &res);
+		assert_true(fabs(res.gap_db) < 0.5);
+	}
+	fixture_free(&f);
+}
+
+/* Per channel and per token without clipping, 12 N^2 C A is the prediction itself. */
+static void
+factorisation_equals_prediction(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+
+	fixture_init(&f, 96, 200, 2, two_layers, 20.0f, 12);
+	quant_config_default(&qc);
+	evaluate(&f, "cat:32", &qc, NULL, &res);
+	rel_close(res.factorised.weight_db, res.predicted.weight_db, 1e-4, "weight SQNR");
+	rel_close(res.factorised.act_db, res.predicted.act_db, 1e-4, "activation SQNR");
+	rel_close(res.factorised.total_db, res.predicted.total_db, 1e-4, "SQNR");
+	fixture_free(&f);
+}
+
+static void
+gptq_measured_not_worse_than_rtn(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result rtn, gptq;
+
+	fixture_init(&f, 96, 400, 2, two_layers, 20.0f, 13);
+	quant_config_default(&qc);
+	qc.weight.bits = 3;
+	evaluate(&f, "none", &qc, NULL, &rtn);
+	qc.rounding = QUANT_GPTQ;
+	evaluate(&f, "none", &qc, NULL, &gptq);
+	assert_true(gptq.measured.weight_db > rtn.measured.weight_db);
+	qc.clip_search = true;
+	qc.rounding = QUANT_RTN;
+	evaluate(&f, "none", &qc, NULL, &gptq);
+	assert_true(gptq.measured.weight_db >= rtn.measured.weight_db - 1e-6);
+	fixture_free(&f);
+}
+
+static void
+nonfinite_input_flagged(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+
+	fixture_init(&f, 64, 100, 2, two_layers, 5.0f, 14);
+	quant_config_default(&qc);
+	f.weights[1][17] = NAN;
+	f.weights[0][3] = INFINITY;
+	f.stats.sample[5 * 64 + 9] = NAN;
+	evaluate(&f, "cat:32", &qc, NULL, &res);
+	assert_true(res.flags & METRICS_FLAG_NONFINITE_WEIGHT);
+	assert_true(res.flags & METRICS_FLAG_NONFINITE_SAMPLE);
+	assert_int_equal(res.tokens_used, 99);
+	assert_true(isfinite(res.measured.total_db));
+	assert_true(isfinite(res.predicted.total_db));
+	assert_true(isfinite(res.alignment));
+	assert_true(isfinite(res.best_k));
+	assert_true(res.layer[1].flags & METRICS_FLAG_NONFINITE_WEIGHT);
+	assert_false(res.layer[0].flags & METRICS_FLAG_NONFINITE_SAMPLE);
+	fixture_free(&f);
+}
+
+static void
+degenerate_data_flagged(void **state)
+{
+	int d = 32, rows[] = { 8 };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+	struct error err;
+
+	fixture_init(&f, d, 50, 1, rows, 1.0f, 15);
+	memset(f.weights[0], 0, sizeof(float) * d);              /* row 0 */
+	for (int t = 0; t < 50; t++)
+		f.stats.sample[t * d + 4] = 0;                   /* channel 4 */
+	memset(f.stats.sample + 7 * d, 0, sizeof(float) * d);    /* token 7 */
+	fixture_stats_from_sample(&f.stats);
+	quant_config_default(&qc);
+	evaluate(&f, "cat:16", &qc, NULL, &res);
+	assert_true(res.flags & METRICS_FLAG_ZERO_ROW);
+	assert_true(res.flags & METRICS_FLAG_ZERO_CHANNEL);
+	assert_true(res.flags & METRICS_FLAG_CONSTANT_TOKEN);
+	assert_true(isfinite(res.measured.total_db));
+	assert_true(isfinite(res.alignment));
+
+	/* All-zero weights: no signal, so SQNR is NaN and flagged. */
+	memset(f.weights[0], 0, sizeof(float) * 8 * d);
+	evaluate(&f, "none", &qc, NULL, &res);
+	assert_true(res.flags & METRICS_FLAG_ZERO_SIGNAL);
+	assert_true(isnan(res.predicted.total_db));
+
+	/* A second moment with NaN is unusable input. */
+	f.stats.second_moment[3] = NAN;
+	{
+		struct transform_spec spec;
+
+		transform_spec_parse("none", &spec, NULL);
+		assert_int_equal(engine_evaluate_site(&f.stats, &f.layers, &spec, &qc, &res, &err),
+				 -1);
+		assert_non_null(strstr(err.message, "NaN"));
+	}
+	fixture_free(&f);
+}
+
+static void
+full_optimum_skipped_above_limit(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct engine_options opt;
+	struct site_result res;
+
+	fixture_init(&f, 64, 50, 1, two_layers, 1.0f, 16);
+	quant_config_default(&qc);
+	engine_options_default(&opt);
+	opt.full_limit = 32;
+	evaluate(&f, "none", &qc, &opt, &res);
+	assert_true(res.flags & METRICS_FLAG_FULL_SKIPPED);
+	assert_true(isnan(res.best_full));
+	assert_true(isfinite(res.headroom_db));
+	fixture_free(&f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(alignment_matches_loops),
+		cmocka_unit_test(alignment_unchanged_by_rotations),
+		cmocka_unit_test(cat_block_reaches_best_k),
+		cmocka_unit_test(cat_full_reaches_best),
+		cmocka_unit_test(cat1_reaches_best_1),
+		cmocka_unit_test(random_invertible_never_beats_best),
+		cmocka_unit_test(isotropic_alignment_is_one_over_d),
+		cmocka_unit_test(concentration_floors),
+		cmocka_unit_test(concentration_scale_invariant),
+		cmocka_unit_test(six_db_per_bit_measured),
+		cmocka_unit_test(predicted_matches_measured_gaussian),
+		cmocka_unit_test(factorisation_equals_prediction),
+		cmocka_unit_test(gptq_measured_not_worse_than_rtn),
+		cmocka_unit_test(nonfinite_input_flagged),
+		cmocka_unit_test(degenerate_data_flagged),
+		cmocka_unit_test(full_optimum_skipped_above_limit),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
