@@ -1,0 +1,316 @@
+/* The analysis state and its background worker. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catscope/alloc.h"
+#include "catscope/analysis.h"
+#include "catscope/log.h"
+
+int
+analysis_site_index(int block, enum site_kind kind)
+{
+	return block * SITE_KIND_COUNT + (int)kind;
+}
+
+static const enum model_linear analysis_site_linears[SITE_KIND_COUNT][SITE_LAYERS_MAX + 1] = {
+	[SITE_ATTN_IN] = { LINEAR_Q, LINEAR_K, LINEAR_V, LINEAR_COUNT },
+	[SITE_ATTN_OUT] = { LINEAR_O, LINEAR_COUNT },
+	[SITE_FFN_IN] = { LINEAR_GATE, LINEAR_UP, LINEAR_COUNT },
+	[SITE_FFN_DOWN] = { LINEAR_DOWN, LINEAR_COUNT },
+};
+
+void
+analysis_site_layers(const struct analysis *a, int index, struct site_layers *out)
+{
+	const struct analysis_site *site = &a->sites[index];
+	const struct model_block *b = &a->model->blocks[site->block];
+
+	memset(out, 0, sizeof(*out));
+	for (int j = 0; analysis_site_linears[site->kind][j] != LINEAR_COUNT; j++) {
+		enum model_linear linear = analysis_site_linears[site->kind][j];
+		int rows, cols;
+
+		model_linear_shape(&a->model->config, linear, &rows, &cols);
+		out->layer[j].name = site->layer_names[j];
+		out->layer[j].rows = rows;
+		out->layer[j].weight = b->linear[linear];
+		out->count = j + 1;
+	}
+}
+
+struct analysis *
+analysis_new(const struct model *model, analysis_stats_fn stats_fn, void *stats_ctx)
+{
+	struct analysis *a = alloc_zeroed(1, sizeof(*a));
+
+	a->model = model;
+	a->stats_fn = stats_fn;
+	a->stats_ctx = stats_ctx;
+	quant_config_default(&a->quant);
+	a->n_sites = model->config.n_layers * SITE_KIND_COUNT;
+	a->sites = alloc_zeroed((size_t)a->n_sites, sizeof(*a->sites));
+	for (int i = 0; i < a->n_sites; i++) {
+		struct analysis_site *s = &a->sites[i];
+
+		s->block = i / SITE_KIND_COUNT;
+		s->kind = (enum site_kind)(i % SITE_KIND_COUNT);
+		s->spec.kind = TRANSFORM_NONE;
+		s->spec.block = TRANSFORM_BLOCK_DEFAULT;
+		s->spec.alpha = 0.5;
+		s->spec.ridge = TRANSFORM_DEFAULT_RIDGE;
+		s->state = ANALYSIS_STALE;
+		for (int j = 0; analysis_site_linears[s->kind][j] != LINEAR_COUNT; j++)
+			snprintf(s->layer_names[j], sizeof(s->layer_names[j]), "blk.%d.%s", s->block,
+				 model_linear_name(analysis_site_linears[s->kind][j]));
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->wake, NULL);
+	return a;
+}
+
+void
+analysis_free(struct analysis *a)
+{
+	if (a == NULL)
+		return;
+	analysis_worker_stop(a);
+	for (int i = 0; i < a->n_isotropic; i++) {
+		free(a->isotropic[i].second_moment);
+		free(a->isotropic[i].mean);
+		free(a->isotropic[i].absmax);
+	}
+	free(a->isotropic);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->wake);
+	free(a->sites);
+	free(a);
+}
+
+/* Statistics of isotropic unit-variance activations of width d: what the analysis
+ * assumes when there is no calibration. */
+static const struct site_stats *
+analysis_isotropic_stats(struct analysis *a, int dim)
+{
+	struct site_stats *s;
+
+	for (int i = 0; i < a->n_isotropic; i++) {
+		if (a->isotropic[i].dim == dim)
+			return &a->isotropic[i];
+	}
+	a->isotropic = alloc_resize(a->isotropic, (size_t)a->n_isotropic + 1, sizeof(*a->isotropic));
+	s = &a->isotropic[a->n_isotropic++];
+	memset(s, 0, sizeof(*s));
+	s->dim = dim;
+	s->n_tokens = 1;
+	s->second_moment = alloc_zeroed((size_t)dim * dim, sizeof(double));
+	s->mean = alloc_zeroed((size_t)dim, sizeof(double));
+	s->absmax = alloc_array((size_t)dim, sizeof(float));
+	for (int i = 0; i < dim; i++) {
+		s->second_moment[(size_t)i * dim + i] = 1.0;
+		s->absmax[i] = 1.0f;
+	}
+	s->mean_sq_norm = dim;
+	/* A Gaussian token's expected squared range, roughly (2 sqrt(2 ln d))^2. */
+	s->mean_sq_range_sym = 8.0 * log((double)dim > 2 ? dim : 2);
+	s->mean_sq_range_asym = s->mean_sq_range_sym;
+	return s;
+}
+
+static const struct site_stats *
+analysis_stats(struct analysis *a, const struct analysis_site *site, int dim, struct error *err)
+{
+	if (a->stats_fn == NULL)
+		return analysis_isotropic_stats(a, dim);
+	return a->stats_fn(a->stats_ctx, site->block, site->kind, err);
+}
+
+static int
+analysis_site_dim(const struct analysis *a, enum site_kind kind)
+{
+	const struct model_config *c = &a->model->config;
+
+	if (kind == SITE_ATTN_OUT)
+		return c->n_heads * c->head_dim;
+	return kind == SITE_FFN_DOWN ? c->hidden_dim : c->dim;
+}
+
+/* Evaluates with the given settings; the caller holds no lock. */
+static int
+analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
+	     const struct quant_config *qc, struct site_result *out, struct error *err)
+{
+	const struct analysis_site *site = &a->sites[index];
+	struct site_layers layers;
+	const struct site_stats *stats;
+
+	analysis_site_layers(a, index, &layers);
+	stats = analysis_stats(a, site, analysis_site_dim(a, site->kind), err);
+	if (stats == NULL)
+		return -1;
+	if (engine_evaluate_site(stats, &layers, spec, qc, out, err) != 0)
+		return -1;
+	if (a->stats_fn == NULL)
+		out->flags |= ANALYSIS_NO_CALIBRATION;
+	return 0;
+}
+
+int
+analysis_evaluate_with(struct analysis *a, int index, const struct transform_spec *spec,
+		       struct site_result *out, struct error *err)
+{
+	struct quant_config qc;
+
+	pthread_mutex_lock(&a->lock);
+	qc = a->quant;
+	pthread_mutex_unlock(&a->lock);
+	return analysis_run(a, index, spec, &qc, out, err);
+}
+
+/* Computes a site from a snapshot of its settings and stores the result only if
+ * nothing changed meanwhile. */
+static int
+analysis_compute_locked_snapshot(struct analysis *a, int index, struct error *err)
+{
+	struct analysis_site *site = &a->sites[index];
+	struct transform_spec spec;
+	struct quant_config qc;
+	struct site_result result;
+	unsigned version;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	spec = site->spec;
+	qc = a->quant;
+	version = site->version;
+	site->state = ANALYSIS_RUNNING;
+	pthread_mutex_unlock(&a->lock);
+
+	error_clear(err);
+	rc = analysis_run(a, index, &spec, &qc, &result, err);
+
+	pthread_mutex_lock(&a->lock);
+	if (site->version == version) {
+		if (rc == 0) {
+			site->result = result;
+			site->state = ANALYSIS_DONE;
+		} else {
+			snprintf(site->error, sizeof(site->error), "%s", err->message);
+			site->state = ANALYSIS_FAILED;
+		}
+		a->completed++;
+	} else {
+		site->state = ANALYSIS_STALE;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+int
+analysis_compute(struct analysis *a, int index, struct error *err)
+{
+	return analysis_compute_locked_snapshot(a, index, err);
+}
+
+int
+analysis_compute_all(struct analysis *a, struct error *err)
+{
+	for (int i = 0; i < a->n_sites; i++) {
+		if (a->sites[i].state == ANALYSIS_DONE)
+			continue;
+		if (analysis_compute(a, i, err) != 0) {
+			error_prefix(err, "site blk.%d.%s", a->sites[i].block, site_kind_name(a->sites[i].kind));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+analysis_set_transform(struct analysis *a, int index, const struct transform_spec *spec)
+{
+	pthread_mutex_lock(&a->lock);
+	a->sites[index].spec = *spec;
+	a->sites[index].version++;
+	a->sites[index].state = ANALYSIS_STALE;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void
+analysis_set_quant(struct analysis *a, const struct quant_config *qc)
+{
+	pthread_mutex_lock(&a->lock);
+	a->quant = *qc;
+	for (int i = 0; i < a->n_sites; i++) {
+		a->sites[i].version++;
+		a->sites[i].state = ANALYSIS_STALE;
+	}
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+}
+
+int
+analysis_pending(struct analysis *a)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < a->n_sites; i++)
+		n += a->sites[i].state == ANALYSIS_STALE || a->sites[i].state == ANALYSIS_RUNNING;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+static void *
+analysis_worker_main(void *arg)
+{
+	struct analysis *a = arg;
+	struct error err;
+
+	pthread_mutex_lock(&a->lock);
+	while (!a->stopping) {
+		int next = -1;
+
+		for (int i = 0; i < a->n_sites && next < 0; i++) {
+			if (a->sites[i].state == ANALYSIS_STALE)
+				next = i;
+		}
+		if (next < 0) {
+			pthread_cond_wait(&a->wake, &a->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&a->lock);
+		if (analysis_compute_locked_snapshot(a, next, &err) != 0)
+			log_warn("site %d: %s", next, err.message);
+		pthread_mutex_lock(&a->lock);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+void
+analysis_worker_start(struct analysis *a)
+{
+	if (a->worker_running)
+		return;
+	a->stopping = false;
+	if (pthread_create(&a->worker, NULL, analysis_worker_main, a) == 0)
+		a->worker_running = true;
+}
+
+void
+analysis_worker_stop(struct analysis *a)
+{
+	if (!a->worker_running)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stopping = true;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->worker, NULL);
+	a->worker_running = false;
+}
