@@ -40,7 +40,7 @@ struct analysis_site {
 	struct transform_spec spec;
 	enum analysis_state state;
 	struct site_result result;     /* valid when state is ANALYSIS_DONE */
-	char error[256];
+	char error[ERROR_MESSAGE_MAX];
 	char layer_names[SITE_LAYERS_MAX][32];
 	unsigned version;              /* bumped by every change to the site or the quantizer */
 };
