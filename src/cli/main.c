@@ -18,6 +18,7 @@ static const struct cli_command cli_commands[] = {
 	{ "generate", cli_generate, "continue a prompt greedily" },
 	{ "calibrate", cli_calibrate, "write the calibration cache of a model on text" },
 	{ "info", cli_info, "check a calibration cache and summarise it" },
+	{ "report", cli_report, "print the diagnostics of every site" },
 };
 
 static void
