@@ -56,7 +56,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct error err;
-	int opt, bits;
+	int opt;
 
 	memset(req, 0, sizeof(*req));
 	quant_config_default(&req->quant);
@@ -73,17 +73,11 @@ report_parse(int argc, char **argv, struct report_request *req)
 			break;
 		case 'w':
 		case 'a':
-			if (quant_params_parse(optarg, opt == 'w' ? &req->quant.weight : &req->quant.act, &err) != 0)
-				return cli_usage_error("report", "%s", err.message);
-			break;
 		case 'W':
 		case 'A':
-			if (cli_parse_int("report", opt == 'W' ? "--wbits" : "--abits", optarg, 2, 8, &bits) != 0)
-				return 2;
-			(opt == 'W' ? &req->quant.weight : &req->quant.act)->bits = bits;
-			break;
 		case 'g':
-			req->quant.rounding = QUANT_GPTQ;
+			if (cli_parse_quant_option("report", opt, optarg, NULL, &req->quant) != 0)
+				return 2;
 			break;
 		case 's':
 			req->quant.clip_search = true;
