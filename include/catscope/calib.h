@@ -47,7 +47,7 @@ struct calib_text {
 	uint64_t hash;  /* hash_update(HASH_SEED, bytes) */
 };
 
-/* Where a calibration came from; stored in the cache header. */
+/* Origin of a calibration, stored in the cache header. */
 struct calib_provenance {
 	uint64_t fingerprint;        /* model->fingerprint */
 	struct model_config config;  /* shapes of the calibrated model */

@@ -2,7 +2,7 @@
  * The byte layout is in catscope-cache(5).
  *
  * Opening reads only the header and the index and checks their checksum; a site's
- * record is read, checked and decompressed the first time calib_cache_site asks for
+ * record is read, checked and decompressed the first time calib_cache_site requests
  * it. Every byte of the file is covered by the header checksum or by a record
  * checksum, so calib_cache_verify finds any flipped byte. */
 #ifndef CATSCOPE_CALIB_CACHE_H

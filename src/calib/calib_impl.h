@@ -27,7 +27,7 @@ void calib_accumulator_init(struct calib_accumulator *acc, int dim, int sample_c
 			    uint64_t seed);
 void calib_accumulator_fini(struct calib_accumulator *acc);
 
-/* Adds the finite rows of the n x dim batch x. scratch holds at least n x dim doubles. */
+/* Adds the finite rows of the n x dim batch x. scratch must have room for n x dim doubles. */
 void calib_accumulator_add(struct calib_accumulator *acc, const float *x, int n,
 			   double *scratch);
 

@@ -11,3 +11,10 @@ CS_TESTS += tests/test_calib
 tests_test_calib_SOURCES = tests/test_calib.c
 tests_test_calib_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/src/calib
 tests_test_calib_LDADD = $(TEST_LIBS)
+
+bench_programs += bench/bench_calib
+EXTRA_PROGRAMS += bench/bench_calib
+bench_bench_calib_SOURCES = bench/bench_calib.c
+bench_bench_calib_LDADD = $(CS_LIBS)
+CLEANFILES += bench/bench_calib
+dist_man_MANS += man/catscope-cache.5

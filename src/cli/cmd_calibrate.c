@@ -147,6 +147,8 @@ cli_calibrate(int argc, char **argv)
 		return cli_fail(&err);
 	if (!ctx_given && ctx > model->config.context_length)
 		ctx = model->config.context_length;
+	/* NOTE: as in eval, the whole text and its token ids (4 bytes per token) stay in
+	 * memory, so RSS grows with the input size but not with --tokens. */
 	text = cli_read_texts(argv + optind + 1, argc - optind - 1, &length, &err);
 	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0) {
 		free(text);
