@@ -12,8 +12,8 @@
 #include "catscope/metrics.h"
 
 /* Column blocks for tr(Sw Sx), and token rows per measured-SQNR GEMM. */
-#define TRACE_BLOCK 512
-#define MEASURE_CHUNK 256
+#define TRACE_BLOCK 1024
+#define MEASURE_CHUNK 512
 #define FEW_TOKENS 16
 
 /* Site totals: signal, predicted weight and activation noise, ||W'||^2, sum of row
