@@ -90,9 +90,9 @@ void quant_codes(const float *w, int rows, int cols, const struct quant_params *
 void quant_dequantize(const uint8_t *codes, int rows, int cols, const struct quant_params *p,
 		      const float *scales, const int32_t *zeros, float *out);
 
-/* Packs n codes of bits bits (2, 4 or 8) into int32 words, 32 / bits per word, the
- * first code in the lowest bits; the last word is padded with zero codes. Returns the
- * number of words, or -1 for an unsupported width. */
+/* Packs n codes of bits bits (2, 4 or 8) into int32 words, 32 / bits per word, with the
+ * first code in the lowest bits. Zero codes pad the last word. Returns the number of
+ * words, or -1 for an unsupported width. */
 int64_t quant_pack(const uint8_t *codes, int64_t n, int bits, int32_t *out, struct error *err);
 int64_t quant_packed_words(int64_t n, int bits);
 /* Inverse of quant_pack for n codes. */
