@@ -71,8 +71,8 @@ st_free_all(struct st_tensor *list, size_t n)
 }
 
 /* Writes n tensors to path, converted to dtype ("F32", "F16" or "BF16") and packed
- * back to back; the header is padded with spaces so that the data starts at a
- * multiple of 8, as the real checkpoint does. */
+ * back to back. The header is padded with spaces so that the data starts at a
+ * multiple of 8, as in the real checkpoint. */
 static inline void
 st_write_tensors(const char *path, const char *dtype, const struct st_tensor *list, size_t n)
 {

@@ -1,7 +1,7 @@
-/* Tests of the Hugging Face loader on hf-stories260K: logits and greedy output against
- * the GGUF copy of the same model, the tokenizer against the GGUF tokenizer, half-
- * precision and sharded copies written here, Qwen2/Qwen3 tensors, and configs that the
- * loader must reject. */
+/* Tests of the Hugging Face loader on hf-stories260K. The logits, greedy output and
+ * tokenizer are compared with the GGUF copy of the same model. Half-precision, sharded,
+ * Qwen2 and Qwen3 checkpoints are written here from the real weights, and patched
+ * configs check what the loader rejects. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -397,6 +397,8 @@ unsupported_configs_rejected(void **state)
 		{ "{\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}}", "\"type\":\"linear\"" },
 		{ "{\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}}",
 		  "required key 'low_freq_factor' is missing" },
+		{ "{\"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}}",
+		  "'rope_parameters' is {\"rope_type\":\"yarn\"" },
 		{ "{\"architectures\": [\"GPT2LMHeadModel\"]}", "'architectures' is [\"GPT2LMHeadModel\"]" },
 		{ "{\"architectures\": \"(delete)\"}", "'architectures' is missing" },
 		{ "{\"attention_bias\": true}", "'attention_bias' is true" },
@@ -469,6 +471,14 @@ supported_variants_accepted(void **state)
 
 	make_patched_dir(dir, "{\"rope_scaling\": {\"rope_type\": \"default\"}, \"rope_theta\": 10000}");
 	m = load_dir(dir);
+	assert_true(m->config.rope_scaling_factor == 0.0f);
+	model_free(m);
+
+	/* Newer transformers configs keep rope_theta inside rope_parameters. */
+	make_patched_dir(dir, "{\"rope_theta\": \"(delete)\", \"rope_scaling\": \"(delete)\", "
+			 "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500.0}}");
+	m = load_dir(dir);
+	assert_true(m->config.rope_theta == 500.0f);
 	assert_true(m->config.rope_scaling_factor == 0.0f);
 	model_free(m);
 }

@@ -141,45 +141,46 @@ struct header_case {
 	const char *needle;
 };
 
+static const struct header_case bad_headers[] = {
+	{ "{\"a\": ", 0, "JSON header is invalid" },
+	{ "[1, 2]", 0, "not an object" },
+	{ "{\"a\": 5}", 0, "not a JSON object" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 4,
+	  "past the end of the data section" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+	  " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12,
+	  "overlap" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+	  " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8,
+	  "duplicate" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], "
+	  "\"data_offsets\": [0, 4]}}", 4, "64 bits" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 8,
+	  "need 12" },
+	{ "{\"a\": {\"dtype\": \"I8\", \"shape\": [4], \"data_offsets\": [0, 4]}}", 4,
+	  "dtype 'I8'" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4,
+	  "not a non-negative integer" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}", 8,
+	  "end before they begin" },
+	{ "{\"a\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "no \"dtype\"" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", 4,
+	  "data_offsets" },
+	{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], "
+	  "\"data_offsets\": [0, 4]}}", 4, "9 dimensions" },
+};
+
 static void
 bad_headers_rejected(void **state)
 {
-	static const struct header_case cases[] = {
-		{ "{\"a\": ", 0, "JSON header is invalid" },
-		{ "[1, 2]", 0, "not an object" },
-		{ "{\"a\": 5}", 0, "not a JSON object" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 4,
-		  "past the end of the data section" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-		  " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12,
-		  "overlap" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
-		  " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8,
-		  "duplicate" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], "
-		  "\"data_offsets\": [0, 4]}}", 4, "64 bits" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 8,
-		  "need 12" },
-		{ "{\"a\": {\"dtype\": \"I8\", \"shape\": [4], \"data_offsets\": [0, 4]}}", 4,
-		  "dtype 'I8'" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4,
-		  "not a non-negative integer" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}", 8,
-		  "end before they begin" },
-		{ "{\"a\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "no \"dtype\"" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", 4,
-		  "data_offsets" },
-		{ "{\"a\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], "
-		  "\"data_offsets\": [0, 4]}}", 4, "9 dimensions" },
-	};
 	const char *path = scratch_path("header.safetensors");
 	static const uint8_t zeros[16];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		size_t n = strlen(cases[i].header);
+	for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
+		size_t n = strlen(bad_headers[i].header);
 
-		st_write_raw(path, n, cases[i].header, n, zeros, cases[i].data_size);
-		expect_open_fails(path, cases[i].needle);
+		st_write_raw(path, n, bad_headers[i].header, n, zeros, bad_headers[i].data_size);
+		expect_open_fails(path, bad_headers[i].needle);
 	}
 }
 
@@ -190,7 +191,7 @@ good_header_accepted(void **state)
 			     "\"b\": {\"dtype\": \"BF16\", \"shape\": [2], \"data_offsets\": [4, 8]}, "
 			     "\"a\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [0, 4]}, "
 			     "\"e\": {\"dtype\": \"F32\", \"shape\": [0, 3], \"data_offsets\": [8, 8]}}   ";
-	const uint16_t data[4] = { 0x3c00, 0xc000, 0x3f80, 0x4040 }; /* 1, -2 (F16); 1, 3 (BF16) */
+	const uint16_t data[4] = { 0x3c00, 0xc000, 0x3f80, 0x4040 }; /* F16 1 and -2, then BF16 1 and 3 */
 	const char *path = scratch_path("good.safetensors");
 	struct error err;
 	struct safetensors_file *f;
@@ -228,7 +229,7 @@ static void
 bad_index_rejected(void **state)
 {
 	const char *header = "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}";
-	const float one = 1.0f;
+	const float shard_value = 1.0f;
 	char dir[4352];
 	struct error err;
 	struct safetensors_checkpoint *ckpt;
@@ -248,7 +249,7 @@ bad_index_rejected(void **state)
 	snprintf(dir, sizeof(dir), "%s/sharded", scratch);
 	mkdir(dir, 0700);
 	st_write_raw(scratch_path("sharded/shard.safetensors"), strlen(header), header, strlen(header),
-		     &one, 4);
+		     &shard_value, 4);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		write_index(dir, cases[i].weight_map);
 		ckpt = safetensors_checkpoint_open(dir, &err);
@@ -299,17 +300,27 @@ run_eval(const char *dir, char *out, size_t size)
 }
 
 static void
+expect_binary_fails(const char *dir, const char *needle)
+{
+	char message[4096];
+	char *newline;
+
+	assert_int_equal(run_eval(dir, message, sizeof(message)), 1);
+	print_message("%s", message);
+	newline = strchr(message, '\n');
+	assert_non_null(newline);
+	assert_string_equal(newline + 1, "");
+	assert_non_null(strstr(message, dir));
+	assert_non_null(strstr(message, needle));
+}
+
+/* Every hostile header, a truncated file and a shard outside the directory make the
+ * binary exit with status 1 and one line on stderr that names the file. */
+static void
 binary_rejects_hostile_checkpoint(void **state)
 {
-	static const char *const headers[] = {
-		"{\"a\": ",
-		"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
-		"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-		" \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
-		"{\"a\": {\"dtype\": \"Q4\", \"shape\": [2], \"data_offsets\": [0, 1]}}",
-	};
-	static const uint8_t zeros[12];
-	char dir[4352], link[8192], message[4096];
+	static const uint8_t zeros[16];
+	char dir[4352], link[8192];
 
 	if (getenv("CATSCOPE_BIN") == NULL)
 		skip();
@@ -318,19 +329,19 @@ binary_rejects_hostile_checkpoint(void **state)
 	snprintf(link, sizeof(link), "%s/config.json", dir);
 	unlink(link);
 	assert_int_equal(symlink(testutil_data_path("hf-stories260K/config.json"), link), 0);
-	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
-		size_t n = strlen(headers[i]);
-		char *newline;
+	for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
+		size_t n = strlen(bad_headers[i].header);
 
-		st_write_raw(scratch_path("hostile-model/model.safetensors"), n, headers[i], n, zeros,
-			     i == 1 ? 4 : 12);
-		assert_int_equal(run_eval(dir, message, sizeof(message)), 1);
-		print_message("%s", message);
-		newline = strchr(message, '\n');
-		assert_non_null(newline);
-		assert_string_equal(newline + 1, "");
-		assert_non_null(strstr(message, "hostile-model/model.safetensors"));
+		st_write_raw(scratch_path("hostile-model/model.safetensors"), n, bad_headers[i].header, n,
+			     zeros, bad_headers[i].data_size);
+		expect_binary_fails(dir, bad_headers[i].needle);
 	}
+	st_write_raw(scratch_path("hostile-model/model.safetensors"), 4856, "{", 1, NULL, 0);
+	expect_binary_fails(dir, "runs past the end");
+
+	unlink(scratch_path("hostile-model/model.safetensors"));
+	write_index(dir, "{\"a\": \"../hf-stories260K/model.safetensors\"}");
+	expect_binary_fails(dir, "not a plain file name");
 }
 
 int

@@ -2,10 +2,12 @@
  *
  * A file is an 8-byte little-endian header length, a JSON header that maps tensor names
  * to {dtype, shape, data_offsets}, then the data section. Offsets are relative to the
- * start of the data section. The file is mapped read-only. Every shape, size and offset
- * is checked against the file before use: tensors must lie inside the file, must not
- * overlap, and must be exactly as large as their shape and dtype imply, so a hostile
- * file fails with a message instead of a crash or a large allocation. */
+ * start of the data section. The file is mapped read-only.
+ *
+ * Every shape, size and offset is checked against the file before use. Tensors must lie
+ * inside the file, must not overlap, and must be exactly as large as their shape and
+ * dtype imply. A hostile file therefore fails with a message, not a crash or a large
+ * allocation. */
 #ifndef CATSCOPE_SAFETENSORS_H
 #define CATSCOPE_SAFETENSORS_H
 

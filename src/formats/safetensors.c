@@ -1,5 +1,5 @@
 /* safetensors parsing. The header length is checked against a cap and the file size
- * before jansson sees the header, and every tensor's size and offsets are checked
+ * before jansson parses the header, and every tensor's size and offsets are checked
  * against its shape and the data section before its data pointer is formed. */
 #include "config.h"
 

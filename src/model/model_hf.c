@@ -148,17 +148,26 @@ hf_config_architecture(struct hf_loader *h, struct model_config *c, struct error
 			 "MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM", err);
 }
 
-/* Accepts no scaling (null, absent or rope_type "default") and Llama 3.1 scaling. */
+/* Accepts no scaling (null, absent or rope_type "default") and Llama 3.1 scaling. Newer
+ * transformers configs put the same keys, and rope_theta, in "rope_parameters". */
 static int
 hf_config_rope_scaling(const struct hf_loader *h, struct model_config *c, struct error *err)
 {
-	const json_t *scaling = json_object_get(h->config, "rope_scaling");
+	const char *key = "rope_scaling";
+	const json_t *scaling = json_object_get(h->config, key);
 	const char *type;
 
+	if (scaling == NULL || json_is_null(scaling)) {
+		key = "rope_parameters";
+		scaling = json_object_get(h->config, key);
+	}
 	if (scaling == NULL || json_is_null(scaling))
 		return 0;
 	if (!json_is_object(scaling))
-		return hf_reject(h, "rope_scaling", scaling, "it must be null or an object", err);
+		return hf_reject(h, key, scaling, "it must be null or an object", err);
+	if (json_object_get(h->config, "rope_theta") == NULL &&
+	    hf_config_float(h, scaling, "rope_theta", 10000.0f, &c->rope_theta, err) != 0)
+		return -1;
 	/* transformers reads "rope_type" and, in older configs, "type". */
 	type = json_string_value(json_object_get(scaling, "rope_type"));
 	if (type == NULL)
@@ -166,7 +175,7 @@ hf_config_rope_scaling(const struct hf_loader *h, struct model_config *c, struct
 	if (type != NULL && strcmp(type, "default") == 0)
 		return 0;
 	if (type == NULL || strcmp(type, "llama3") != 0)
-		return hf_reject(h, "rope_scaling", scaling, "the only RoPE scaling catscope runs is "
+		return hf_reject(h, key, scaling, "the only RoPE scaling catscope runs is "
 				 "rope_type \"llama3\"", err);
 
 	const json_t *original = json_object_get(scaling, "original_max_position_embeddings");
@@ -177,12 +186,12 @@ hf_config_rope_scaling(const struct hf_loader *h, struct model_config *c, struct
 		return -1;
 	if (!json_is_integer(original) || json_integer_value(original) <= 0 ||
 	    json_integer_value(original) > INT32_MAX)
-		return hf_reject(h, "rope_scaling", scaling, "original_max_position_embeddings must be "
+		return hf_reject(h, key, scaling, "original_max_position_embeddings must be "
 				 "a positive integer", err);
 	c->rope_original_context = (int)json_integer_value(original);
 	if (!(c->rope_scaling_factor >= 1.0f) || !(c->rope_low_freq_factor > 0.0f) ||
 	    !(c->rope_high_freq_factor > c->rope_low_freq_factor))
-		return hf_reject(h, "rope_scaling", scaling, "llama3 scaling needs factor >= 1 and "
+		return hf_reject(h, key, scaling, "llama3 scaling needs factor >= 1 and "
 				 "0 < low_freq_factor < high_freq_factor", err);
 	return 0;
 }
@@ -254,7 +263,9 @@ hf_config(struct hf_loader *h, struct model_config *c, struct error *err)
 	    hf_config_float(h, h->config, "rms_norm_eps", 1e-6f, &c->norm_eps, err) != 0 ||
 	    hf_config_float(h, h->config, "rope_theta", 10000.0f, &c->rope_theta, err) != 0)
 		return -1;
-	if (c->n_heads <= 0 || (json_object_get(h->config, "head_dim") == NULL && c->dim % c->n_heads != 0))
+	const json_t *head_dim = json_object_get(h->config, "head_dim");
+
+	if (c->n_heads <= 0 || ((head_dim == NULL || json_is_null(head_dim)) && c->dim % c->n_heads != 0))
 		return error_set(err, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
 				 h->config_path, c->dim, c->n_heads);
 	if (hf_config_int(h, "head_dim", c->dim / c->n_heads, &c->head_dim, err) != 0)
