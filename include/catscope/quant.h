@@ -62,6 +62,13 @@ void quant_config_default(struct quant_config *qc);
 /* Parses "<bits>[:sym|:asym][:g<size>][:clip=<ratio>]" or "none", for example
  * "4", "8:asym", "4:g128:clip=0.9". */
 int quant_params_parse(const char *text, struct quant_params *p, struct error *err);
+/* Parses a whole configuration: comma-separated items "w<params>" and "a<params>" (the
+ * quant_params_parse syntax after the letter), "rtn" or "gptq", "clip-search" and
+ * "damp=<fraction>", such as "w4:g128,a8:asym,gptq". The shorthand "w4a4" sets both bit
+ * widths. Items left out keep the quant_config_default values. */
+int quant_config_parse(const char *text, struct quant_config *qc, struct error *err);
+/* Writes the canonical text of qc (as accepted by quant_config_parse) into buf. */
+void quant_config_format(const struct quant_config *qc, char *buf, int size);
 /* Writes the canonical text of p (as accepted by quant_params_parse) into buf. */
 void quant_params_format(const struct quant_params *p, char *buf, int size);
 /* Fails with a message naming the bad field unless p is usable. */

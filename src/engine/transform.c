@@ -380,8 +380,14 @@ void
 transform_conjugate_diagonal(const struct transform *t, const double *sigma, double *diag)
 {
 	int d = t->dim;
-	int k = t->dense_block > 0 ? t->dense_block : t->hadamard_block > 0 ? t->hadamard_block : 1;
-	float *block = alloc_array((size_t)k * k, sizeof(*block));
+	int k = 1;
+	float *block;
+
+	if (t->dense_block > 0)
+		k = t->dense_block;
+	else if (t->hadamard_block > 0)
+		k = t->hadamard_block;
+	block = alloc_array((size_t)k * k, sizeof(*block));
 
 	/* XXX: the dense and Hadamard stages must share one block size when both exist. */
 	for (int b = 0, start = 0; start < d; b++, start += k) {
