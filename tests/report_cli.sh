@@ -14,9 +14,9 @@ grep -q "ffn_down" "$scratch/info.txt" || fail "info lists no ffn_down site"
 rows=$(grep -c ',ok,' "$scratch/report.csv")
 [ "$rows" -eq 40 ] || fail "expected 40 computed rows (20 sites x 2 transforms), got $rows"
 
-# Column 15 is meas_db (block,site,dim,transform,state, then the metrics).
+# Column 16 is meas_db (block,site,dim,transform,state, then the metrics).
 mean() {
-	awk -F, -v t="$1" 'NR > 1 && $4 == t { s += $15; n++ } END { printf "%.4f", s / n }' "$scratch/report.csv"
+	awk -F, -v t="$1" 'NR > 1 && $4 == t { s += $16; n++ } END { printf "%.4f", s / n }' "$scratch/report.csv"
 }
 none=$(mean none)
 cat=$(mean cat)
@@ -26,7 +26,7 @@ awk -v a="$cat" -v b="$none" 'BEGIN { exit !(a > b + 1.0) }' || fail "CAT ($cat 
 # The table and JSON print the same measured SQNR as the CSV for a site.
 "$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat --format json >"$scratch/report.json" ||
 	fail "report --format json failed"
-csv_value=$(awk -F, '$1 == 2 && $2 == "ffn_down" && $4 == "cat" { printf "%.2f", $15 }' "$scratch/report.csv")
+csv_value=$(awk -F, '$1 == 2 && $2 == "ffn_down" && $4 == "cat" { printf "%.2f", $16 }' "$scratch/report.csv")
 grep -q '"meas_db"' "$scratch/report.json" || fail "JSON has no meas_db"
 "$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat >"$scratch/report.txt"
 grep "^blk.2.ffn_down" "$scratch/report.txt" | grep -q -- " $csv_value " ||
