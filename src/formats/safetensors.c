@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "catscope/alloc.h"
+#include "catscope/mapfile.h"
 #include "catscope/half.h"
 #include "catscope/safetensors.h"
 
@@ -233,34 +234,15 @@ struct safetensors_file *
 safetensors_open(const char *path, struct error *err)
 {
 	struct safetensors_file *file;
-	struct stat st;
-	int fd;
+	const uint8_t *map;
+	size_t map_size;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		error_set(err, "%s: cannot open: %s", path, strerror(errno));
+	if (mapfile_open(path, &map, &map_size, err) != 0)
 		return NULL;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		error_set(err, "%s: not a regular file", path);
-		close(fd);
-		return NULL;
-	}
 	file = alloc_zeroed(1, sizeof(*file));
 	file->path = alloc_strdup(path);
-	file->map_size = (size_t)st.st_size;
-	if (file->map_size > 0) {
-		void *map = mmap(NULL, file->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-
-		if (map == MAP_FAILED) {
-			error_set(err, "%s: cannot map the file: %s", path, strerror(errno));
-			close(fd);
-			safetensors_close(file);
-			return NULL;
-		}
-		file->map = map;
-	}
-	close(fd);
+	file->map = map;
+	file->map_size = map_size;
 	if (safetensors_parse(file, err) != 0) {
 		safetensors_close(file);
 		return NULL;
@@ -276,8 +258,7 @@ safetensors_close(struct safetensors_file *file)
 	for (size_t i = 0; file->tensors != NULL && i < file->n_tensors; i++)
 		free(file->tensors[i].name);
 	free(file->tensors);
-	if (file->map != NULL)
-		munmap((void *)file->map, file->map_size);
+	mapfile_close(file->map, file->map_size);
 	free(file->path);
 	free(file);
 }
