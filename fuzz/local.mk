@@ -11,8 +11,8 @@ FUZZ_TARGETS += fuzz_tokenizer_encode
 
 EXTRA_DIST += fuzz/README fuzz/build.sh fuzz/lsan.supp fuzz/corpus \
 	$(FUZZ_TARGETS:%=fuzz/%.c) fuzz/fuzz_common.h
-CS_SCRIPT_TESTS += tests/fuzz_smoke.sh
-EXTRA_DIST += tests/fuzz_smoke.sh
+CS_SCRIPT_TESTS += tests/fuzz_smoke.sh tests/valgrind_cli.sh
+EXTRA_DIST += tests/fuzz_smoke.sh tests/valgrind_cli.sh
 
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
