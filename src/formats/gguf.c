@@ -285,9 +285,8 @@ gguf_compare_keys(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
-/* Rejects a key that appears twice: readers disagree on which copy wins, so such a file
- * could show one model to catscope and another to llama.cpp. Sorting keeps this
- * O(n log n) for files with many keys. */
+/* Rejects a key that appears twice, because the format does not say which copy wins and
+ * two readers could then see two different models. Sorting keeps this O(n log n). */
 static int
 gguf_check_unique_keys(struct gguf_cursor *c, const struct gguf_file *file)
 {
