@@ -45,7 +45,7 @@ clean-fuzz:
 SANITIZE_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 check-sanitize:
-	rm -rf build-sanitize/src
+	rm -rf build-sanitize/src && mkdir -p build-sanitize
 	$(MAKE) $(AM_MAKEFLAGS) distdir distdir=build-sanitize/src
 	mkdir -p build-sanitize/build
 	cd build-sanitize/build && \
