@@ -11,6 +11,8 @@
 #include "catscope/model.h"
 
 int cli_eval(int argc, char **argv);
+/* The explorer; argv[0] is the model. */
+int cli_explore(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 
 /* Prints "catscope COMMAND: message" and a hint to run --help; returns 2. */

@@ -1,0 +1,268 @@
+/* The detail view of one site: its SQNR broken into factors, every transform side
+ * by side, the quantizer in force, and per-channel magnitude profiles. Tab moves the
+ * focus between the three panes; at 24 lines only the focused pane and the factors
+ * fit, so the view stacks what room allows. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <curses.h>
+
+#include "tui_impl.h"
+
+/* dB that one bar cell stands for in the factor bars. */
+#define DB_PER_CELL 1.5
+
+/* A dB value right-aligned in width, "-" when it is NaN (see METRICS_FLAG_*). */
+static const char *
+db_text(double v, int width, char *buf, size_t size)
+{
+	if (isnan(v))
+		snprintf(buf, size, "%*s", width, "-");
+	else
+		snprintf(buf, size, "%*.1f", width, v);
+	return buf;
+}
+
+static void
+draw_heading(struct tui *t, int y, const char *text, bool focused)
+{
+	attrset(tui_attr(t, focused ? TUI_COLOR_HEADER : TUI_COLOR_DIM) | A_BOLD);
+	mvhline(y, 0, ' ', t->cols);
+	mvaddnstr(y, 1, text, t->cols - 1);
+	attrset(A_NORMAL);
+}
+
+/* One factor as a signed bar: positive dB to the right of the label. */
+static void
+draw_factor(struct tui *t, int y, const char *label, double db, enum tui_color color)
+{
+	char text[48];
+	int room = t->cols - 32;
+
+	if (room < 4)
+		room = 4;
+	if (isnan(db))
+		snprintf(text, sizeof(text), " %-18s %8s dB ", label, "-");
+	else
+		snprintf(text, sizeof(text), " %-18s %+8.1f dB ", label, db);
+	mvaddnstr(y, 0, text, t->cols);
+	if (isnan(db))
+		return;
+	attrset(tui_attr(t, db < 0 ? TUI_COLOR_BAD : color));
+	if (db < 0)
+		addstr(t->ascii ? "-" : "\u2500");
+	tui_draw_bar(t, fabs(db) / DB_PER_CELL, room);
+	attrset(A_NORMAL);
+}
+
+static int
+draw_factors(struct tui *t, int y, const struct tui_row *r, const struct quant_config *qc,
+	     int max_y)
+{
+	const struct site_result *s = &r->result;
+	double nw = (1 << qc->weight.bits) - 1, nx = (1 << qc->act.bits) - 1;
+	char line[160], b[6][16];
+
+	if (r->state != ANALYSIS_DONE) {
+		mvaddnstr(y++, 1, r->state == ANALYSIS_FAILED ? r->error : "computing...", t->cols - 1);
+		return y;
+	}
+	struct {
+		const char *label;
+		double db;
+		enum tui_color color;
+	} rows[] = {
+		{ "12 Nw^2 (W bits)", 10 * log10(12 * nw * nw), TUI_COLOR_BAR },
+		{ "12 Nx^2 (A bits)", 10 * log10(12 * nx * nx), TUI_COLOR_BAR },
+		/* Without a sample C(T x) is unknown: show C(x) of the statistics instead. */
+		{ isnan(s->c_x) ? "C(x) before T" : "C(x)", tui_db(isnan(s->c_x) ? s->c_x_raw : s->c_x),
+		  TUI_COLOR_BAR },
+		{ "C(W)", tui_db(s->c_w), TUI_COLOR_BAR },
+		{ "A", tui_db(s->alignment), TUI_COLOR_BAR },
+		{ "headroom to A*", s->headroom_db, TUI_COLOR_BAR_REF },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]) && y < max_y; i++)
+		draw_factor(t, y++, rows[i].label, rows[i].db, rows[i].color);
+	if (y < max_y) {
+		attrset(A_BOLD);
+		mvaddnstr(y++, 0, " SQNR dB           total   W-only   X-only", t->cols);
+		attrset(A_NORMAL);
+	}
+	if (y < max_y) {
+		snprintf(line, sizeof(line), " measured       %s %s %s%s", db_text(s->measured.total_db, 8, b[0], 16),
+			 db_text(s->measured.weight_db, 8, b[1], 16), db_text(s->measured.act_db, 8, b[2], 16),
+			 s->flags & METRICS_FLAG_NO_SAMPLE ? "   (no sample: needs calibration)" : "");
+		mvaddnstr(y++, 0, line, t->cols);
+	}
+	if (y < max_y) {
+		snprintf(line, sizeof(line), " predicted      %s %s %s   gap %s",
+			 db_text(s->predicted.total_db, 8, b[0], 16), db_text(s->predicted.weight_db, 8, b[1], 16),
+			 db_text(s->predicted.act_db, 8, b[2], 16), db_text(s->gap_db, 5, b[3], 16));
+		mvaddnstr(y++, 0, line, t->cols);
+	}
+	if (y < max_y) {
+		snprintf(line, sizeof(line), " factorised     %s %s %s",
+			 db_text(s->factorised.total_db, 8, b[0], 16), db_text(s->factorised.weight_db, 8, b[1], 16),
+			 db_text(s->factorised.act_db, 8, b[2], 16));
+		mvaddnstr(y++, 0, line, t->cols);
+	}
+	return y;
+}
+
+static int
+draw_transforms(struct tui *t, int y, const struct tui_row *r, int max_y)
+{
+	struct tui_compare *c = &t->compare;
+	char line[160], b[6][16];
+
+	if (y < max_y) {
+		attrset(A_BOLD);
+		mvaddnstr(y++, 0, "   transform     meas dB  pred dB  C(x) dB     A dB  W-only  X-only", t->cols);
+		attrset(A_NORMAL);
+	}
+	pthread_mutex_lock(&c->lock);
+	for (int k = 0; k < TUI_TRANSFORM_COUNT && y < max_y; k++) {
+		const struct site_result *s = &c->detail[k];
+		bool current = r->transform == k;
+		int state = c->detail_site == r->index ? c->detail_state[k] : 0;
+
+		if (state == 1)
+			snprintf(line, sizeof(line), " %c %-12s %s %s %s %s %s %s", current ? '>' : ' ',
+				 tui_transform_specs[k], db_text(s->measured.total_db, 8, b[0], 16),
+				 db_text(s->predicted.total_db, 8, b[1], 16), db_text(tui_db(s->c_x), 8, b[2], 16),
+				 db_text(tui_db(s->alignment), 8, b[3], 16),
+				 db_text(s->measured.weight_db, 7, b[4], 16), db_text(s->measured.act_db, 7, b[5], 16));
+		else
+			snprintf(line, sizeof(line), " %c %-12s %s", current ? '>' : ' ',
+				 tui_transform_specs[k],
+				 state == -1 ? c->detail_error[k] : "computing...");
+		if (current)
+			attron(A_BOLD);
+		mvaddnstr(y++, 0, line, t->cols);
+		attroff(A_BOLD);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return y;
+}
+
+/* A row of sparkline cells, one per channel or per group of channels when d is
+ * wider than the screen (the group's maximum, so an outlier stays visible). */
+static void
+draw_profile(struct tui *t, int y, const char *label, const float *v, int dim, float scale)
+{
+	int width = t->cols - 17;
+
+	mvaddnstr(y, 0, label, 16);
+	move(y, 17);
+	if (width < 1 || dim < 1)
+		return;
+	if (width > dim)
+		width = dim;
+	for (int x = 0; x < width; x++) {
+		int from = (int)((long)x * dim / width), to = (int)((long)(x + 1) * dim / width);
+		float high = 0;
+
+		for (int i = from; i < to; i++)
+			high = fmaxf(high, v[i]);
+		addstr(tui_spark(t, scale > 0 ? (int)(high / scale * 7.999f) : 0));
+	}
+}
+
+static float
+profile_max(const float *v, int dim)
+{
+	float high = 0;
+
+	for (int i = 0; i < dim; i++)
+		high = fmaxf(high, v[i]);
+	return high;
+}
+
+static int
+draw_profiles(struct tui *t, int y, const struct tui_row *r, int max_y)
+{
+	struct tui_compare *c = &t->compare;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->profile_valid || c->detail_site != r->index || c->weight_before == NULL) {
+		if (y < max_y)
+			mvaddnstr(y++, 1, "computing...", t->cols - 1);
+	} else {
+		int dim = c->profile_dim;
+		float w = fmaxf(profile_max(c->weight_before, dim), profile_max(c->weight_after, dim));
+		char line[96];
+
+		if (y < max_y) {
+			snprintf(line, sizeof(line), " d = %d, after = %s, each row scaled to its max", dim,
+				 c->profile_spec);
+			mvaddnstr(y++, 0, line, t->cols);
+		}
+		if (c->has_act_profile) {
+			float x = fmaxf(profile_max(c->act_before, dim), profile_max(c->act_after, dim));
+
+			if (y < max_y)
+				draw_profile(t, y++, " x rms before", c->act_before, dim, x);
+			if (y < max_y)
+				draw_profile(t, y++, " x rms after", c->act_after, dim, x);
+		} else if (y < max_y) {
+			mvaddnstr(y++, 1, "activation profile needs calibration (--calib CACHE)",
+				  t->cols - 1);
+		}
+		if (y < max_y)
+			draw_profile(t, y++, " |W col| before", c->weight_before, dim, w);
+		if (y < max_y)
+			draw_profile(t, y++, c->has_act_profile ? " |W col| after" : " |W col| (no T)",
+				     c->weight_after, dim, w);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return y;
+}
+
+void
+tui_detail_draw(struct tui *t)
+{
+	const struct tui_row *r;
+	struct quant_config qc;
+	char wq[32], aq[32], line[256];
+	int y = 1, bottom = t->rows - 1;
+
+	for (int i = 1; i < bottom; i++) {
+		move(i, 0);
+		clrtoeol();
+	}
+	if (t->n_order == 0) {
+		mvaddnstr(2, 1, "no site selected; Esc returns to the table", t->cols - 1);
+		return;
+	}
+	r = &t->table[t->order[t->selected]];
+	pthread_mutex_lock(&t->a->lock);
+	qc = t->a->quant;
+	pthread_mutex_unlock(&t->a->lock);
+	quant_params_format(&qc.weight, wq, sizeof(wq));
+	quant_params_format(&qc.act, aq, sizeof(aq));
+
+	snprintf(line, sizeof(line), "%s  d=%d  transform %s  | W %s (%d levels) A %s (%d levels) %s%s",
+		 r->name, r->dim, r->spec, wq, 1 << qc.weight.bits, aq, 1 << qc.act.bits,
+		 qc.rounding == QUANT_GPTQ ? "GPTQ" : "RTN", qc.clip_search ? " clip-search" : "");
+	draw_heading(t, y++, line, false);
+
+	/* The focused pane comes first so that it always fits; the others follow. */
+	for (int i = 0; i < 3 && y < bottom - 1; i++) {
+		int pane = (t->detail_pane + i) % 3;
+		static const char *const titles[3] = {
+			"SQNR factors (Tab: next pane)", "transforms side by side (> current)",
+			"channel profiles: activation rms and weight column norms",
+		};
+
+		draw_heading(t, y++, titles[pane], i == 0);
+		if (pane == 0)
+			y = draw_factors(t, y, r, &qc, bottom);
+		else if (pane == 1)
+			y = draw_transforms(t, y, r, bottom);
+		else
+			y = draw_profiles(t, y, r, bottom);
+	}
+}

@@ -1,0 +1,165 @@
+#!/bin/sh
+# Drives the explorer under tmux on the real model: table, navigation, sorting,
+# filtering, transforms, detail, overview, help, resizing and a clean quit.
+# Uses a private tmux server (-L) and kills only that server.
+. "$srcdir/tests/lib.sh"
+
+TMUX_CMD=${TMUX_BIN:-tmux}
+command -v "$TMUX_CMD" >/dev/null 2>&1 || { echo "tmux not found; skipping"; exit 77; }
+require_data
+
+socket="catscope-test-$$"
+tm() {
+	"$TMUX_CMD" -L "$socket" "$@"
+}
+trap 'tm kill-server 2>/dev/null; rm -rf "$scratch"' EXIT
+
+screen() {
+	tm capture-pane -p -t explorer
+}
+
+# Waits up to 30 s for the screen to contain the text.
+wait_for() {
+	i=0
+	while ! screen | grep -q -- "$1"; do
+		i=$((i + 1))
+		[ "$i" -lt 300 ] || { screen >&2; fail "timed out waiting for '$1' on the screen"; }
+		sleep 0.1
+	done
+}
+
+# Waits until the status line no longer reports work in progress.
+wait_idle() {
+	i=0
+	while screen | tail -n 1 | grep -q -e computing -e comparing; do
+		i=$((i + 1))
+		[ "$i" -lt 600 ] || { screen >&2; fail "the explorer never finished computing"; }
+		sleep 0.1
+	done
+}
+
+keys() {
+	tm send-keys -t explorer "$@"
+	sleep 0.3
+}
+
+# The table rows: lines that start with a site name.
+rows() {
+	screen | grep '^blk\.'
+}
+
+start() {
+	rm -f "$scratch/exit"
+	tm new-session -d -s explorer -x "$1" -y "$2" \
+		"$CATSCOPE '$MODEL' $3; echo \$? >'$scratch/exit'; sleep 30" ||
+		fail "tmux could not start a session"
+}
+
+start 80 24 ""
+wait_for 'blk.4.ffn_down'
+wait_idle
+
+screen | sed -n 2p | grep -q 'site.*transform.*C(x).*C(W).*A.*pred.*meas.*gain' ||
+	fail "the header lacks the expected columns: $(screen | sed -n 2p)"
+[ "$(rows | wc -l)" -eq 20 ] || fail "expected 20 site rows at 80x24, saw $(rows | wc -l)"
+# Engine warnings fade from the status line, then the calibration hint shows.
+wait_for 'catscope calibrate MODEL TEXT -o CACHE'
+screen | tail -n 1 | grep -q 'catscope calibrate MODEL TEXT -o CACHE' ||
+	fail "the status line lacks the calibration hint: $(screen | tail -n 1)"
+screen | head -n 1 | grep -q 'NO CALIBRATION' || fail "the title does not say there is no calibration"
+
+# Navigation: two rows down, then the detail view names the third site.
+keys j j Enter
+wait_for 'SQNR factors'
+screen | sed -n 2p | grep -q 'blk.0.ffn_in' || fail "detail of the wrong site: $(screen | sed -n 2p)"
+keys Escape
+
+# Sorting by the predicted SQNR (seven columns to the right of site), both ways.
+keys s s s s s s s
+screen | sed -n 2p | grep -q 'pred^' || fail "sort column is not pred: $(screen | sed -n 2p)"
+rows | awk '{ v = $8 + 0; if (NR > 1 && v < last) exit 1; last = v }' ||
+	fail "rows are not in ascending predicted SQNR"
+keys S
+rows | awk '{ v = $8 + 0; if (NR > 1 && v > last) exit 1; last = v }' ||
+	fail "rows are not in descending predicted SQNR"
+keys '<' '<' '<' '<' '<' '<' '<' S
+rows | head -n 1 | grep -q '^blk.0.attn_in ' || fail "sorting by site did not restore the order"
+
+# Filter: only the ffn_down sites, then Esc clears it.
+keys / f f n _ d o w n Enter
+[ "$(rows | wc -l)" -eq 5 ] || fail "filter ffn_down shows $(rows | wc -l) rows, expected 5"
+rows | grep -v -q ffn_down && fail "filter ffn_down shows another site"
+keys Escape
+[ "$(rows | wc -l)" -eq 20 ] || fail "Esc did not clear the filter"
+
+# CAT on the first site: t steps none, smooth, hadamard, cat1, cat.
+keys g t t t t
+wait_idle
+row=$(rows | grep '^blk.0.attn_in ')
+echo "$row" | awk '{ exit !($3 == "cat") }' || fail "blk.0.attn_in transform is not cat: $row"
+table_a=$(echo "$row" | awk '{ print $6 }')
+table_meas=$(echo "$row" | awk '{ print $9 }')
+# The detail view lists every transform with its own evaluation; the cat line
+# must agree with the table.
+keys Enter Tab
+wait_for '> cat '
+wait_idle
+detail=$(screen | grep '^ > cat ')
+detail_a=$(echo "$detail" | awk '{ print $6 }')
+detail_meas=$(echo "$detail" | awk '{ print $3 }')
+[ "$table_a" = "$detail_a" ] || fail "A of cat: table $table_a, detail $detail_a"
+[ "$table_meas" = "$detail_meas" ] || fail "measured SQNR of cat: table $table_meas, detail $detail_meas"
+keys Escape
+
+# Undo returns the site to hadamard... the last t: cat1.
+keys u
+rows | grep '^blk.0.attn_in ' | awk '{ exit !($3 == "cat1") }' || fail "undo did not restore cat1"
+
+# Weight bits: w lowers them and the title follows; u restores.
+keys w
+screen | head -n 1 | grep -q 'W 3 ' || fail "w did not lower the weight bits: $(screen | head -n 1)"
+keys u
+screen | head -n 1 | grep -q 'W 4 ' || fail "undo did not restore 4 weight bits"
+wait_idle
+
+# Overview and help.
+keys o
+wait_for '|: without transform'
+keys q
+keys '?'
+wait_for 'Navigation'
+screen | grep -q 'undo the last change' || fail "help lacks the undo key"
+keys x
+wait_for 'blk.0.attn_in'
+
+# Resizing: large, then back to 80x24.
+tm resize-window -t explorer -x 200 -y 50
+sleep 0.5
+screen | sed -n 2p | grep -q 'W-only.*X-only.*gap' || fail "wide header lacks the extra columns"
+[ "$(rows | wc -l)" -eq 20 ] || fail "expected 20 rows at 200x50"
+tm resize-window -t explorer -x 80 -y 24
+sleep 0.5
+screen | sed -n 2p | grep -q '^site.*gain' || fail "header after shrinking: $(screen | sed -n 2p)"
+[ "$(rows | wc -l)" -eq 20 ] || fail "expected 20 rows back at 80x24"
+
+keys q
+i=0
+while [ ! -s "$scratch/exit" ]; do
+	i=$((i + 1))
+	[ "$i" -lt 50 ] || fail "the explorer did not exit after q"
+	sleep 0.1
+done
+[ "$(cat "$scratch/exit")" = 0 ] || fail "the explorer exited with $(cat "$scratch/exit")"
+tm kill-session -t explorer
+
+# ASCII and monochrome: no UTF-8 block characters in the detail view.
+start 80 24 "--ascii --no-color"
+wait_for 'blk.4.ffn_down'
+keys Enter
+wait_for 'SQNR factors'
+screen | grep -q '#' || fail "--ascii shows no ASCII bars"
+screen | LC_ALL=C grep -q "$(printf '\342\226')" && fail "--ascii still draws Unicode blocks"
+keys Q
+sleep 0.5
+[ "$(cat "$scratch/exit")" = 0 ] || fail "the explorer exited with $(cat "$scratch/exit") in ASCII mode"
+echo "explorer: all checks passed"
