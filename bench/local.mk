@@ -1,5 +1,5 @@
 # Benchmarks: make bench runs every program in bench_programs.
-EXTRA_PROGRAMS = bench/bench_forward
+EXTRA_PROGRAMS += bench/bench_forward
 bench_programs += bench/bench_forward
 bench_bench_forward_SOURCES = bench/bench_forward.c
 bench_bench_forward_LDADD = $(CS_LIBS)

@@ -236,6 +236,37 @@ params_parse_and_format(void **state)
 	assert_int_equal(quant_params_parse("4:foo", &p, &err), -1);
 }
 
+static void
+config_parse_and_format(void **state)
+{
+	struct quant_config qc;
+	struct error err;
+	char buf[128];
+
+	assert_int_equal(quant_config_parse("w4a8", &qc, &err), 0);
+	assert_int_equal(qc.weight.bits, 4);
+	assert_int_equal(qc.act.bits, 8);
+	assert_int_equal(qc.rounding, QUANT_RTN);
+	assert_int_equal(quant_config_parse("w3:g128,a8:asym,gptq,clip-search,damp=0.05", &qc,
+					    &err), 0);
+	assert_int_equal(qc.weight.bits, 3);
+	assert_int_equal(qc.weight.group_size, 128);
+	assert_int_equal(qc.act.mode, QUANT_ASYMMETRIC);
+	assert_int_equal(qc.rounding, QUANT_GPTQ);
+	assert_true(qc.clip_search);
+	assert_true(fabs(qc.gptq_damp - 0.05) < 1e-12);
+	quant_config_format(&qc, buf, sizeof(buf));
+	assert_string_equal(buf, "w3:g128,a8:asym,gptq,clip-search,damp=0.05");
+	assert_int_equal(quant_config_parse("anone,w8", &qc, &err), 0);
+	assert_int_equal(qc.act.bits, 0);
+	quant_config_format(&qc, buf, sizeof(buf));
+	assert_string_equal(buf, "w8,anone,rtn");
+	assert_int_equal(quant_config_parse("w9a4", &qc, &err), -1);
+	assert_int_equal(quant_config_parse("w4,fast", &qc, &err), -1);
+	assert_non_null(strstr(err.message, "fast"));
+	assert_int_equal(quant_config_parse("damp=-1", &qc, &err), -1);
+}
+
 /* SQNR of per-row symmetric RTN on Gaussian rows, in dB. */
 static double
 rtn_sqnr_db(const float *x, int rows, int cols, int bits)
@@ -441,6 +472,7 @@ main(void)
 		cmocka_unit_test(pack_matches_plain_reference),
 		cmocka_unit_test(pack_round_trip_two_and_eight_bits),
 		cmocka_unit_test(params_parse_and_format),
+		cmocka_unit_test(config_parse_and_format),
 		cmocka_unit_test(six_db_per_bit),
 		cmocka_unit_test(gptq_beats_rtn_on_output_error),
 		cmocka_unit_test(gptq_non_pd_hessian_is_damped),

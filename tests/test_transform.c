@@ -219,6 +219,37 @@ conjugate_matches_dense_product(void **state)
 	free(c);
 }
 
+/* The block-wise diagonal equals the diagonal of the full T S T^T. */
+static void
+conjugate_diagonal_matches_full(void **state)
+{
+	static const char *const specs[] = { "none", "smooth", "hadamard", "hadamard:32",
+					     "random:4:48", "cat1", "cat:32", "cat:full" };
+	int rows[] = { 30 };
+	int d = 172;
+	struct fixture f;
+	float *c = alloc_array(d * d, sizeof(*c));
+	double diag[172];
+
+	fixture_init(&f, d, 300, 1, rows, 10.0f, 6);
+	for (size_t s = 0; s < sizeof(specs) / sizeof(specs[0]); s++) {
+		struct transform_spec spec;
+		struct transform t;
+
+		assert_int_equal(transform_spec_parse(specs[s], &spec, NULL), 0);
+		assert_int_equal(transform_build(&spec, &f.stats, &f.layers, &t, NULL), 0);
+		transform_conjugate(&t, f.stats.second_moment, c);
+		transform_conjugate_diagonal(&t, f.stats.second_moment, diag);
+		for (int i = 0; i < d; i++)
+			if (!(fabs(diag[i] - c[i * d + i]) < 1e-4 * (1 + fabs(diag[i]))))
+				fail_msg("%s: diagonal %d is %g, full product gives %g", specs[s], i,
+					 diag[i], (double)c[i * d + i]);
+		transform_free(&t);
+	}
+	fixture_free(&f);
+	free(c);
+}
+
 static void
 spec_parse_format_round_trip(void **state)
 {
@@ -282,6 +313,7 @@ main(void)
 		cmocka_unit_test(orthogonal_kinds_are_orthogonal),
 		cmocka_unit_test(cat1_matches_closed_form),
 		cmocka_unit_test(conjugate_matches_dense_product),
+		cmocka_unit_test(conjugate_diagonal_matches_full),
 		cmocka_unit_test(spec_parse_format_round_trip),
 		cmocka_unit_test(zero_channels_fall_back_to_identity),
 	};

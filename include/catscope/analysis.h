@@ -77,7 +77,8 @@ void analysis_set_quant(struct analysis *a, const struct quant_config *qc);
 
 /* Computes one site now, on the calling thread, and stores the result. */
 int analysis_compute(struct analysis *a, int index, struct error *err);
-/* Computes every stale site now; stops at the first failure. */
+/* Computes every stale site now; a failing site keeps its error and the others are
+ * still computed. Returns -1 with the first failure in err. */
 int analysis_compute_all(struct analysis *a, struct error *err);
 /* Evaluates a site with another transform without storing anything (for comparing
  * transforms side by side). */

@@ -9,11 +9,16 @@
 
 #include "catscope/error.h"
 #include "catscope/model.h"
+#include "catscope/quant.h"
+#include "catscope/transform.h"
 
 int cli_eval(int argc, char **argv);
 /* The explorer; argv[0] is the model. */
 int cli_explore(int argc, char **argv);
 int cli_generate(int argc, char **argv);
+int cli_calibrate(int argc, char **argv);
+int cli_info(int argc, char **argv);
+int cli_report(int argc, char **argv);
 
 /* Prints "catscope COMMAND: message" and a hint to run --help; returns 2. */
 int cli_usage_error(const char *command, const char *fmt, ...)
@@ -24,6 +29,13 @@ int cli_fail(const struct error *err);
 /* Parses a positive integer option value; returns -1 with a message on anything else. */
 int cli_parse_int(const char *command, const char *option, const char *text, int min, int max,
 		  int *out);
+
+/* Applies one of the quantizer options shared by report, eval and the explorer, named
+ * by its getopt code: 't' --transform (spec may be NULL where it is not accepted),
+ * 'W' --wbits, 'A' --abits, 'w' --weights, 'a' --acts, 'g' --gptq. Prints a usage
+ * error and returns -1 on a bad value. */
+int cli_parse_quant_option(const char *command, int code, const char *value,
+			   struct transform_spec *spec, struct quant_config *quant);
 
 /* Reads and concatenates text files into one newly allocated buffer. */
 char *cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *err);

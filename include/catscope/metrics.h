@@ -45,13 +45,13 @@
 #define METRICS_FLAG_TRANSFORM_DEGENERATE 0x0200u /* the transform left channels unscaled */
 #define METRICS_FLAG_FEW_TOKENS       0x0400u /* fewer sample tokens than 16 */
 
-/* Sizes above which the full optimum A* is skipped: A* needs a Cholesky factor of the
- * d x d Sx and an eigendecomposition of min(d, rows) (about (1/3 + 4/3) d^3 flops in
- * double), which takes tens of seconds beyond this on a 2-core machine. */
+/* Width above which the full optimum A* is skipped. A* needs a Cholesky factor of the
+ * d x d Sx and the eigenvalues of a min(d, rows) square matrix, about (1/3 + 4/3) d^3
+ * double flops. bench_site reports what it costs at d = 4096. */
 #define METRICS_FULL_LIMIT_DEFAULT 4096
 
 struct engine_options {
-	int full_limit;        /* compute A* only when min(d, total rows) <= this */
+	int full_limit;        /* compute A* only when d <= this */
 	int best_block;        /* k of A*_k; 0 takes the transform's block, or 128 */
 };
 

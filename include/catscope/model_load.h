@@ -5,6 +5,9 @@
 #include "catscope/model.h"
 
 struct model *model_load_gguf(const char *path, struct error *err);
+/* Loads a Hugging Face directory: config.json, model.safetensors (or shards listed in
+ * model.safetensors.index.json) and tokenizer.json. */
+struct model *model_load_hf(const char *dir, struct error *err);
 
 /* Rejects hyper-parameters that no real model has, before any buffer is sized by them. */
 int model_check_config(const struct model_config *config, const char *path, struct error *err);

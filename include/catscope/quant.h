@@ -62,6 +62,13 @@ void quant_config_default(struct quant_config *qc);
 /* Parses "<bits>[:sym|:asym][:g<size>][:clip=<ratio>]" or "none", for example
  * "4", "8:asym", "4:g128:clip=0.9". */
 int quant_params_parse(const char *text, struct quant_params *p, struct error *err);
+/* Parses a whole configuration: comma-separated items "w<params>" and "a<params>" (the
+ * quant_params_parse syntax after the letter), "rtn" or "gptq", "clip-search" and
+ * "damp=<fraction>", such as "w4:g128,a8:asym,gptq". The shorthand "w4a4" sets both bit
+ * widths. Items left out keep the quant_config_default values. */
+int quant_config_parse(const char *text, struct quant_config *qc, struct error *err);
+/* Writes the canonical text of qc (as accepted by quant_config_parse) into buf. */
+void quant_config_format(const struct quant_config *qc, char *buf, int size);
 /* Writes the canonical text of p (as accepted by quant_params_parse) into buf. */
 void quant_params_format(const struct quant_params *p, char *buf, int size);
 /* Fails with a message naming the bad field unless p is usable. */
@@ -90,9 +97,9 @@ void quant_codes(const float *w, int rows, int cols, const struct quant_params *
 void quant_dequantize(const uint8_t *codes, int rows, int cols, const struct quant_params *p,
 		      const float *scales, const int32_t *zeros, float *out);
 
-/* Packs n codes of bits bits (2, 4 or 8) into int32 words, 32 / bits per word, the
- * first code in the lowest bits; the last word is padded with zero codes. Returns the
- * number of words, or -1 for an unsupported width. */
+/* Packs n codes of bits bits (2, 4 or 8) into int32 words, 32 / bits per word, with the
+ * first code in the lowest bits. Zero codes pad the last word. Returns the number of
+ * words, or -1 for an unsupported width. */
 int64_t quant_pack(const uint8_t *codes, int64_t n, int bits, int32_t *out, struct error *err);
 int64_t quant_packed_words(int64_t n, int bits);
 /* Inverse of quant_pack for n codes. */

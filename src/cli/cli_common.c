@@ -104,3 +104,34 @@ cli_tokenize(const struct model *model, const char *text, size_t length, int32_t
 {
 	return tokenizer_encode(model->tokenizer, text, length, true, ids, n_ids, err);
 }
+
+int
+cli_parse_quant_option(const char *command, int code, const char *value,
+		       struct transform_spec *spec, struct quant_config *quant)
+{
+	struct error err;
+	int bits;
+
+	switch (code) {
+	case 't':
+		if (spec == NULL || transform_spec_parse(value, spec, &err) != 0)
+			return cli_usage_error(command, "%s", spec ? err.message : "--transform is not accepted"), -1;
+		return 0;
+	case 'W':
+	case 'A':
+		if (cli_parse_int(command, code == 'W' ? "--wbits" : "--abits", value, 2, 8, &bits) != 0)
+			return -1;
+		(code == 'W' ? &quant->weight : &quant->act)->bits = bits;
+		return 0;
+	case 'w':
+	case 'a':
+		if (quant_params_parse(value, code == 'w' ? &quant->weight : &quant->act, &err) != 0)
+			return cli_usage_error(command, "%s", err.message), -1;
+		return 0;
+	case 'g':
+		quant->rounding = QUANT_GPTQ;
+		return 0;
+	default:
+		return cli_usage_error(command, "unknown option"), -1;
+	}
+}

@@ -8,6 +8,8 @@
 
 #include "catscope/cli.h"
 #include "catscope/eval.h"
+#include "catscope/simulate.h"
+#include "catscope/workspace.h"
 
 static const char eval_usage[] =
 	"usage: catscope eval MODEL TEXT... [--ctx N]\n"
@@ -18,13 +20,36 @@ static const char eval_usage[] =
 	"window runs on its own; every position after the first of a window is scored and\n"
 	"PPL = exp(mean negative log-likelihood).\n"
 	"\n"
-	"  --ctx N    window length in tokens (default: 512, at most the model's context)\n";
+	"  --ctx N    window length in tokens (default: 512, at most the model's context)\n"
+	"\n"
+	"Simulated quantization (needs --calib): every linear layer of the blocks gets\n"
+	"W' = Q(W T^-1) and every site input x becomes Q(T x) per token.\n"
+	"  --calib CACHE        calibration cache of the model\n"
+	"  --transform SPEC     transform of every site (default none)\n"
+	"  --wbits B, --abits B bit widths, 2 to 8 (default 4 and 4 once --calib is given)\n"
+	"  --weights P, --acts P  full quantizer settings, as for catscope report\n"
+	"  --gptq               round weights with GPTQ\n";
+
+static void
+eval_release(struct workspace *ws, struct analysis *analysis, struct simulation *sim)
+{
+	simulation_free(sim);
+	analysis_free(analysis);
+	workspace_close(ws);
+}
 
 int
 cli_eval(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "ctx", required_argument, NULL, 'c' },
+		{ "calib", required_argument, NULL, 'C' },
+		{ "transform", required_argument, NULL, 't' },
+		{ "wbits", required_argument, NULL, 'W' },
+		{ "abits", required_argument, NULL, 'A' },
+		{ "weights", required_argument, NULL, 'w' },
+		{ "acts", required_argument, NULL, 'a' },
+		{ "gptq", no_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -33,6 +58,12 @@ cli_eval(int argc, char **argv)
 	int opt;
 	struct error err;
 	struct model *model;
+	struct workspace ws;
+	const char *calib = NULL;
+	struct transform_spec spec;
+	struct quant_config quant;
+	struct analysis *analysis = NULL;
+	struct simulation *sim = NULL;
 	char *text;
 	size_t length;
 	int32_t *ids = NULL;
@@ -40,6 +71,8 @@ cli_eval(int argc, char **argv)
 	struct progress progress;
 	struct eval_result result;
 
+	quant_config_default(&quant);
+	transform_spec_parse("none", &spec, &err);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
 		switch (opt) {
@@ -47,6 +80,18 @@ cli_eval(int argc, char **argv)
 			if (cli_parse_int("eval", "--ctx", optarg, 2, 1 << 20, &ctx) != 0)
 				return 2;
 			ctx_given = 1;
+			break;
+		case 'C':
+			calib = optarg;
+			break;
+		case 't':
+		case 'W':
+		case 'A':
+		case 'w':
+		case 'a':
+		case 'g':
+			if (cli_parse_quant_option("eval", opt, optarg, &spec, &quant) != 0)
+				return 2;
 			break;
 		case 'h':
 			fputs(eval_usage, stdout);
@@ -58,39 +103,60 @@ cli_eval(int argc, char **argv)
 	if (argc - optind < 2)
 		return cli_usage_error("eval", "expected a model and at least one text file");
 
-	model = model_load(argv[optind], &err);
-	if (model == NULL)
+	if (workspace_open(&ws, argv[optind], calib, &err) != 0)
 		return cli_fail(&err);
+	model = ws.model;
+	if (calib != NULL) {
+		analysis = workspace_new_analysis(&ws);
+		analysis_set_quant(analysis, &quant);
+		for (int i = 0; i < analysis->n_sites; i++)
+			analysis_set_transform(analysis, i, &spec);
+		sim = simulation_new(analysis, &err);
+		if (sim == NULL) {
+			analysis_free(analysis);
+			workspace_close(&ws);
+			return cli_fail(&err);
+		}
+	}
 	if (!ctx_given && ctx > model->config.context_length)
 		ctx = model->config.context_length;
 	if (ctx > model->config.context_length) {
 		fprintf(stderr, "catscope: --ctx %d is longer than the model's context of %d tokens\n", ctx,
 			model->config.context_length);
-		model_free(model);
+		eval_release(&ws, analysis, sim);
 		return 1;
 	}
 	text = cli_read_texts(argv + optind + 1, argc - optind - 1, &length, &err);
 	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0) {
 		free(text);
-		model_free(model);
+		eval_release(&ws, analysis, sim);
 		return cli_fail(&err);
 	}
 	free(text);
 
 	progress_start(&progress, "eval", "tok", n_ids / (size_t)ctx * (size_t)ctx, NULL, NULL);
-	if (eval_perplexity(model, NULL, NULL, ids, n_ids, ctx, &progress, &result, &err) != 0) {
+	if (eval_perplexity(model, sim ? sim->blocks : NULL, sim ? &sim->hooks : NULL, ids, n_ids, ctx, &progress, &result, &err) != 0) {
 		progress_finish(&progress);
 		free(ids);
-		model_free(model);
+		eval_release(&ws, analysis, sim);
 		return cli_fail(&err);
 	}
 	progress_finish(&progress);
+	if (sim != NULL) {
+		char wtext[64], atext[64], ttext[64];
+
+		quant_params_format(&quant.weight, wtext, sizeof(wtext));
+		quant_params_format(&quant.act, atext, sizeof(atext));
+		transform_spec_format(&spec, ttext, sizeof(ttext));
+		printf("simulated   weights %s, activations %s, %s rounding, transform %s\n", wtext, atext,
+		       quant.rounding == QUANT_GPTQ ? "GPTQ" : "RTN", ttext);
+	}
 	printf("tokens      %zu (%d windows of %d, %llu scored)\n", n_ids, result.windows, ctx,
 	       (unsigned long long)result.scored);
 	printf("perplexity  %.4f\n", result.perplexity);
 	printf("nll         %.6f nats/token\n", result.mean_nll);
 	printf("speed       %.0f tokens/s (%.2f s)\n", result.tokens_per_second, result.seconds);
 	free(ids);
-	model_free(model);
+	eval_release(&ws, analysis, sim);
 	return 0;
 }

@@ -16,6 +16,9 @@ struct cli_command {
 static const struct cli_command cli_commands[] = {
 	{ "eval", cli_eval, "measure the perplexity of a model on text" },
 	{ "generate", cli_generate, "continue a prompt greedily" },
+	{ "calibrate", cli_calibrate, "write the calibration cache of a model on text" },
+	{ "info", cli_info, "check a calibration cache and summarise it" },
+	{ "report", cli_report, "print the diagnostics of every site" },
 };
 
 static void

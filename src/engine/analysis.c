@@ -218,15 +218,18 @@ analysis_compute(struct analysis *a, int index, struct error *err)
 int
 analysis_compute_all(struct analysis *a, struct error *err)
 {
+	struct error site_err;
+	int rc = 0;
+
 	for (int i = 0; i < a->n_sites; i++) {
 		if (a->sites[i].state == ANALYSIS_DONE)
 			continue;
-		if (analysis_compute(a, i, err) != 0) {
-			error_prefix(err, "site blk.%d.%s", a->sites[i].block, site_kind_name(a->sites[i].kind));
-			return -1;
+		if (analysis_compute(a, i, &site_err) != 0 && rc == 0) {
+			rc = error_set(err, "site blk.%d.%s: %s", a->sites[i].block,
+				       site_kind_name(a->sites[i].kind), site_err.message);
 		}
 	}
-	return 0;
+	return rc;
 }
 
 void

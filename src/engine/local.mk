@@ -15,3 +15,9 @@ CS_TESTS += tests/test_metrics
 tests_test_metrics_SOURCES = tests/test_metrics.c tests/site_fixture.h
 tests_test_metrics_CFLAGS = $(TEST_CFLAGS)
 tests_test_metrics_LDADD = $(TEST_LIBS)
+
+# make bench builds and runs the site benchmark; it is not part of make all.
+EXTRA_PROGRAMS += bench/bench_site
+bench_programs += bench/bench_site
+bench_bench_site_SOURCES = bench/bench_site.c
+bench_bench_site_LDADD = $(CS_LIBS)

@@ -12,8 +12,8 @@
 #include "catscope/metrics.h"
 
 /* Column blocks for tr(Sw Sx), and token rows per measured-SQNR GEMM. */
-#define TRACE_BLOCK 512
-#define MEASURE_CHUNK 256
+#define TRACE_BLOCK 1024
+#define MEASURE_CHUNK 512
 #define FEW_TOKENS 16
 
 /* Site totals: signal, predicted weight and activation noise, ||W'||^2, sum of row
@@ -76,7 +76,7 @@ row_range(const float *v, int n, enum quant_mode mode)
 /* tr(W^T W S) = sum_ij (W^T W)_ij S_ij over column-block pairs, using symmetry, so that
  * W^T W (d x d) is never stored whole. */
 static double
-trace_gram_product(const float *w, int rows, int d, const float *s)
+trace_gram_product(const float *w, int rows, int d, const double *s)
 {
 	float *c = alloc_array((size_t)TRACE_BLOCK * TRACE_BLOCK, sizeof(*c));
 	double total = 0;
@@ -92,7 +92,7 @@ trace_gram_product(const float *w, int rows, int d, const float *s)
 				     nc);
 			for (int i = 0; i < nb; i++)
 				for (int j = 0; j < nc; j++)
-					part += (double)c[i * nc + j] * s[(int64_t)(b0 + i) * d + c0 + j];
+					part += c[i * nc + j] * s[(int64_t)(b0 + i) * d + c0 + j];
 			total += c0 == b0 ? part : 2 * part;
 		}
 	}
@@ -197,8 +197,8 @@ struct evaluation {
 	const struct quant_config *qc;
 	int d;
 	unsigned flags;
-	float *sx;             /* Sx as float */
-	float *sx_t;           /* T Sx T^T */
+	float *sx_t;           /* T Sx T^T, only for clip search and GPTQ */
+	double *diag_t;        /* d: the diagonal of T Sx T^T */
 	double trace_x, trace_xt;
 	double c_x;            /* C(T x), NaN without a sample */
 	float *xt, *xq;        /* transformed sample and its quantized copy, n x d */
@@ -354,7 +354,7 @@ predicted_weight_noise(const struct evaluation *ev, const float *wt, int rows,
 			quant_group_step(wt + r * d + start, len, wp, row_clip ? row_clip[r] : 0,
 					 &step, &zero);
 			for (int i = start; i < start + len; i++)
-				diag += ev->sx_t[(int64_t)i * d + i];
+				diag += ev->diag_t[i];
 			total += (double)step * step / 12 * diag;
 		}
 	return total;
@@ -393,7 +393,7 @@ evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
 	ev->rows[l] = rows;
 	lr->name = layer->name;
 	lr->rows = rows;
-	lr->signal = trace_gram_product(w, rows, d, ev->sx);
+	lr->signal = trace_gram_product(w, rows, d, ev->stats->second_moment);
 
 	wt = alloc_array(size, sizeof(*wt));
 	memcpy(wt, w, size * sizeof(*wt));
@@ -550,8 +550,8 @@ warn_flags(unsigned flags, int dim)
 static void
 evaluation_free(struct evaluation *ev)
 {
-	free(ev->sx);
 	free(ev->sx_t);
+	free(ev->diag_t);
 	free(ev->xt);
 	free(ev->xq);
 	free(ev->act_var);
@@ -592,14 +592,15 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 					      "recalibrate", (int)(i / d), (int)(i % d));
 
 	/* Sx, its transformed version and their traces. */
-	ev.sx = alloc_array((size_t)d * d, sizeof(*ev.sx));
-	ev.sx_t = alloc_array((size_t)d * d, sizeof(*ev.sx_t));
-	for (int64_t i = 0; i < (int64_t)d * d; i++)
-		ev.sx[i] = (float)stats->second_moment[i];
-	transform_conjugate(t, stats->second_moment, ev.sx_t);
+	ev.diag_t = alloc_array(d, sizeof(*ev.diag_t));
+	transform_conjugate_diagonal(t, stats->second_moment, ev.diag_t);
+	if (qc->weight.bits > 0 && (qc->clip_search || qc->rounding == QUANT_GPTQ)) {
+		ev.sx_t = alloc_array((size_t)d * d, sizeof(*ev.sx_t));
+		transform_conjugate(t, stats->second_moment, ev.sx_t);
+	}
 	for (int64_t i = 0; i < d; i++) {
 		ev.trace_x += stats->second_moment[i * d + i];
-		ev.trace_xt += ev.sx_t[i * d + i];
+		ev.trace_xt += ev.diag_t[i];
 		if (stats->second_moment[i * d + i] == 0)
 			ev.flags |= METRICS_FLAG_ZERO_CHANNEL;
 	}

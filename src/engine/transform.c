@@ -11,7 +11,7 @@
 #include "catscope/transform.h"
 
 /* Rows per pass when applying dense blocks, to bound the scratch buffer. */
-#define APPLY_CHUNK_ROWS 256
+#define APPLY_CHUNK_ROWS 1024
 
 int
 site_layers_check(const struct site_layers *layers, int dim, struct error *err)
@@ -374,6 +374,44 @@ transform_conjugate(const struct transform *t, const double *sigma, float *out)
 	transform_apply_activations(t, out, d);
 	transpose_square(out, d);
 	transform_apply_activations(t, out, d);
+}
+
+void
+transform_conjugate_diagonal(const struct transform *t, const double *sigma, double *diag)
+{
+	int d = t->dim;
+	int k = 1;
+	float *block;
+
+	if (t->dense_block > 0)
+		k = t->dense_block;
+	else if (t->hadamard_block > 0)
+		k = t->hadamard_block;
+	block = alloc_array((size_t)k * k, sizeof(*block));
+
+	/* XXX: the dense and Hadamard stages must share one block size when both exist. */
+	for (int b = 0, start = 0; start < d; b++, start += k) {
+		int s = start + k <= d ? k : d - start;
+		struct transform sub = {
+			.spec = t->spec,
+			.dim = s,
+			.scale = t->scale ? t->scale + start : NULL,
+			.dense_block = t->dense_block > 0 ? k : 0,
+			.dense = t->dense ? t->dense + (int64_t)b * k * k : NULL,
+			.dense_inv_t = t->dense_inv_t ? t->dense_inv_t + (int64_t)b * k * k : NULL,
+			.hadamard_block = t->hadamard_block > 0 ? s : 0,
+		};
+
+		for (int64_t i = 0; i < s; i++)
+			for (int j = 0; j < s; j++)
+				block[i * s + j] = (float)sigma[(start + i) * d + start + j];
+		transform_apply_activations(&sub, block, s);
+		transpose_square(block, s);
+		transform_apply_activations(&sub, block, s);
+		for (int64_t i = 0; i < s; i++)
+			diag[start + i] = block[i * s + i];
+	}
+	free(block);
 }
 
 void

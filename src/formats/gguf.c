@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "catscope/alloc.h"
+#include "catscope/mapfile.h"
 #include "catscope/gguf.h"
 #include "catscope/utf8.h"
 
@@ -479,34 +480,15 @@ struct gguf_file *
 gguf_open(const char *path, struct error *err)
 {
 	struct gguf_file *file;
-	struct stat st;
-	int fd;
+	const uint8_t *map;
+	size_t map_size;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		error_set(err, "%s: cannot open: %s", path, strerror(errno));
+	if (mapfile_open(path, &map, &map_size, err) != 0)
 		return NULL;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		error_set(err, "%s: not a regular file", path);
-		close(fd);
-		return NULL;
-	}
 	file = alloc_zeroed(1, sizeof(*file));
 	file->path = alloc_strdup(path);
-	file->map_size = (size_t)st.st_size;
-	if (file->map_size > 0) {
-		void *map = mmap(NULL, file->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-
-		if (map == MAP_FAILED) {
-			error_set(err, "%s: cannot map the file: %s", path, strerror(errno));
-			close(fd);
-			gguf_close(file);
-			return NULL;
-		}
-		file->map = map;
-	}
-	close(fd);
+	file->map = map;
+	file->map_size = map_size;
 	if (gguf_parse(file, err) != 0) {
 		gguf_close(file);
 		return NULL;
@@ -528,8 +510,7 @@ gguf_close(struct gguf_file *file)
 		free(file->tensors[i].name);
 	free(file->kv);
 	free(file->tensors);
-	if (file->map != NULL)
-		munmap((void *)file->map, file->map_size);
+	mapfile_close(file->map, file->map_size);
 	free(file->path);
 	free(file);
 }

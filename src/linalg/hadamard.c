@@ -137,7 +137,7 @@ linalg_rng_next(uint64_t *state)
 double
 linalg_rng_normal(uint64_t *state)
 {
-	/* Uniforms in (0, 1] from the top 53 bits, so that log never sees zero. */
+	/* Uniforms in (0, 1] from the top 53 bits, so that log never gets zero. */
 	double u1 = ((linalg_rng_next(state) >> 11) + 1.0) * 0x1.0p-53;
 	double u2 = (linalg_rng_next(state) >> 11) * 0x1.0p-53;
 

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "catscope/alloc.h"
 #include "catscope/hash.h"
@@ -127,10 +128,12 @@ model_compute_fingerprint(struct model *m)
 struct model *
 model_load(const char *path, struct error *err)
 {
-	size_t n = strlen(path);
+	struct stat st;
 
-	if (n >= 5 && strcmp(path + n - 5, ".gguf") == 0)
-		return model_load_gguf(path, err);
+	/* A directory is a Hugging Face checkpoint; anything else is read as GGUF, whose
+	 * reader rejects other files by their magic. */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return model_load_hf(path, err);
 	return model_load_gguf(path, err);
 }
 

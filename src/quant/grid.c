@@ -77,6 +77,70 @@ quant_params_parse(const char *text, struct quant_params *p, struct error *err)
 	return 0;
 }
 
+int
+quant_config_parse(const char *text, struct quant_config *qc, struct error *err)
+{
+	char buf[256], *save = NULL, *item;
+	int wbits, abits, used;
+
+	quant_config_default(qc);
+	if (strlen(text) >= sizeof(buf))
+		return error_set(err, "quantizer configuration \"%.40s...\" is too long", text);
+	if (sscanf(text, "w%da%d%n", &wbits, &abits, &used) == 2 && text[used] == '\0') {
+		qc->weight.bits = wbits;
+		qc->act.bits = abits;
+		if (quant_params_check(&qc->weight, err) < 0 || quant_params_check(&qc->act, err) < 0) {
+			error_prefix(err, "quantizer configuration \"%s\"", text);
+			return -1;
+		}
+		return 0;
+	}
+	strcpy(buf, text);
+	for (item = strtok_r(buf, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+		char *end;
+
+		if (item[0] == 'w' || item[0] == 'a') {
+			struct quant_params *p = item[0] == 'w' ? &qc->weight : &qc->act;
+
+			if (quant_params_parse(item + 1, p, err) < 0) {
+				error_prefix(err, "quantizer configuration \"%s\"", text);
+				return -1;
+			}
+		} else if (strcmp(item, "rtn") == 0) {
+			qc->rounding = QUANT_RTN;
+		} else if (strcmp(item, "gptq") == 0) {
+			qc->rounding = QUANT_GPTQ;
+		} else if (strcmp(item, "clip-search") == 0) {
+			qc->clip_search = true;
+		} else if (strncmp(item, "damp=", 5) == 0) {
+			qc->gptq_damp = strtod(item + 5, &end);
+			if (*end != '\0' || end == item + 5 || !(qc->gptq_damp >= 0))
+				return error_set(err, "invalid dampening \"%s\" in \"%s\"; expected a "
+						      "fraction >= 0", item + 5, text);
+		} else {
+			return error_set(err, "unknown item \"%s\" in quantizer configuration \"%s\"; "
+					      "expected w<bits>..., a<bits>..., rtn, gptq, clip-search "
+					      "or damp=<fraction>", item, text);
+		}
+	}
+	return 0;
+}
+
+void
+quant_config_format(const struct quant_config *qc, char *buf, int size)
+{
+	char w[64], a[64];
+	int n;
+
+	quant_params_format(&qc->weight, w, sizeof(w));
+	quant_params_format(&qc->act, a, sizeof(a));
+	n = snprintf(buf, size, "w%s,a%s,%s", w, a, qc->rounding == QUANT_GPTQ ? "gptq" : "rtn");
+	if (qc->clip_search && n < size)
+		n += snprintf(buf + n, size - n, ",clip-search");
+	if (qc->rounding == QUANT_GPTQ && n < size)
+		snprintf(buf + n, size - n, ",damp=%g", qc->gptq_damp);
+}
+
 void
 quant_params_format(const struct quant_params *p, char *buf, int size)
 {

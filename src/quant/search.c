@@ -83,7 +83,7 @@ inverse_hessian_factor(int n, const double *hessian, double damp, double *u, uns
 		for (int64_t i = 0; i < n; i++)
 			u[i * n + i] += lambda;
 		if (linalg_spd_inverse(n, u, NULL) == 0 && linalg_cholesky(n, u, NULL) == 0) {
-			/* u holds lower L with L L^T = H^{-1}; GPTQ wants U = L^T. */
+			/* u is lower L with L L^T = H^{-1}, and GPTQ needs U = L^T. */
 			for (int64_t i = 0; i < n; i++)
 				for (int64_t j = i + 1; j < n; j++) {
 					u[i * n + j] = u[j * n + i];

@@ -1,0 +1,165 @@
+/* Times one site evaluation (CAT block-128 build plus all metrics) on synthetic data and
+ * reports it as a multiple of the single sgemm that measured SQNR cannot avoid: the
+ * sample (n x d) times W^T (d x m). */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catscope/alloc.h"
+#include "catscope/linalg.h"
+#include "catscope/metrics.h"
+#include "catscope/progress.h"
+#include "catscope/transform.h"
+
+struct bench_site {
+	struct site_stats stats;
+	struct site_layers layers;
+	float *weight;
+};
+
+/* Tokens with a few outlier channels and a shared factor; Sx from the tokens plus a
+ * small isotropic part so that it is positive definite although n < d. */
+static void
+bench_site_init(struct bench_site *b, int d, int m, int n)
+{
+	uint64_t rng = 1234;
+	double *xd;
+
+	memset(b, 0, sizeof(*b));
+	b->stats.dim = d;
+	b->stats.n_sample = n;
+	b->stats.n_tokens = n;
+	b->stats.sample = alloc_array((size_t)n * d, sizeof(float));
+	b->stats.second_moment = alloc_array((size_t)d * d, sizeof(double));
+	b->stats.mean = alloc_zeroed(d, sizeof(double));
+	b->stats.absmax = alloc_zeroed(d, sizeof(float));
+	for (int t = 0; t < n; t++) {
+		float shared = (float)linalg_rng_normal(&rng);
+
+		for (int i = 0; i < d; i++) {
+			float v = (float)linalg_rng_normal(&rng) + 0.3f * shared;
+
+			if (i % 301 == 7)
+				v *= 30;
+			b->stats.sample[(int64_t)t * d + i] = v;
+		}
+	}
+	xd = alloc_array((size_t)n * d, sizeof(*xd));
+	for (int64_t i = 0; i < (int64_t)n * d; i++)
+		xd[i] = b->stats.sample[i];
+	linalg_dsyrk_t(d, n, 1.0 / n, xd, d, 0.0, b->stats.second_moment, d);
+	free(xd);
+	for (int64_t i = 0; i < d; i++)
+		b->stats.second_moment[i * d + i] += 0.1;
+	for (int t = 0; t < n; t++) {
+		float amax = 0, lo = 0, hi = 0;
+
+		for (int i = 0; i < d; i++) {
+			float v = b->stats.sample[(int64_t)t * d + i];
+
+			b->stats.mean_sq_norm += (double)v * v / n;
+			amax = fmaxf(amax, fabsf(v));
+			lo = fminf(lo, v);
+			hi = fmaxf(hi, v);
+			b->stats.absmax[i] = fmaxf(b->stats.absmax[i], fabsf(v));
+		}
+		b->stats.mean_sq_range_sym += 4.0 * amax * amax / n;
+		b->stats.mean_sq_range_asym += ((double)hi - lo) * ((double)hi - lo) / n;
+	}
+	b->weight = alloc_array((size_t)m * d, sizeof(float));
+	for (int64_t i = 0; i < (int64_t)m * d; i++)
+		b->weight[i] = (float)linalg_rng_normal(&rng) * 0.02f;
+	b->layers.count = 1;
+	b->layers.layer[0] = (struct site_layer){ .name = "bench", .rows = m, .weight = b->weight };
+}
+
+static void
+bench_site_free(struct bench_site *b)
+{
+	free(b->stats.sample);
+	free(b->stats.second_moment);
+	free(b->stats.mean);
+	free(b->stats.absmax);
+	free(b->weight);
+}
+
+/* Best of three runs of the reference product, in seconds. */
+static double
+time_reference_sgemm(const struct bench_site *b, int m)
+{
+	int d = b->stats.dim, n = b->stats.n_sample;
+	float *y = alloc_array((size_t)n * m, sizeof(*y));
+	double best = INFINITY;
+
+	for (int rep = 0; rep < 3; rep++) {
+		double t0 = progress_now();
+
+		linalg_sgemm(false, true, n, m, d, 1.0f, b->stats.sample, d, b->weight, d, 0.0f, y, m);
+		best = fmin(best, progress_now() - t0);
+	}
+	free(y);
+	return best;
+}
+
+static int
+run(int d, int m, int n, int full_limit)
+{
+	struct bench_site b;
+	struct transform_spec spec;
+	struct transform t;
+	struct quant_config qc;
+	struct engine_options opt;
+	struct site_result res;
+	struct error err;
+	double ref, t0, t_build, t_eval;
+
+	bench_site_init(&b, d, m, n);
+	ref = time_reference_sgemm(&b, m);
+	quant_config_default(&qc);
+	engine_options_default(&opt);
+	opt.full_limit = full_limit;
+	transform_spec_parse("cat:128", &spec, NULL);
+
+	t0 = progress_now();
+	if (transform_build(&spec, &b.stats, &b.layers, &t, &err) < 0) {
+		fprintf(stderr, "bench_site: %s\n", err.message);
+		return -1;
+	}
+	t_build = progress_now() - t0;
+	t0 = progress_now();
+	if (engine_evaluate_transform(&b.stats, &b.layers, &t, &qc, &opt, &res, &err) < 0) {
+		fprintf(stderr, "bench_site: %s\n", err.message);
+		return -1;
+	}
+	t_eval = progress_now() - t0;
+
+	printf("site d=%d m=%d n=%d cat:128 W4A4%s\n", d, m, n,
+	       d > full_limit ? " (full optimum A* skipped)" : " (with full optimum A*)");
+	printf("  reference sgemm %8.3f s  %6.1f GFLOP/s\n", ref, 2.0 * n * d * m / ref * 1e-9);
+	printf("  transform build %8.3f s  %6.1f x sgemm\n", t_build, t_build / ref);
+	printf("  metrics         %8.3f s  %6.1f x sgemm\n", t_eval, t_eval / ref);
+	printf("  total           %8.3f s  %6.1f x sgemm\n", t_build + t_eval,
+	       (t_build + t_eval) / ref);
+	printf("  A %.3g -> %.3g (A*_128 %.3g, A* %.3g), SQNR predicted %.2f dB, measured "
+	       "%.2f dB\n", res.alignment_raw, res.alignment, res.best_k, res.best_full,
+	       res.predicted.total_db, res.measured.total_db);
+	fflush(stdout);
+	transform_free(&t);
+	bench_site_free(&b);
+	return 0;
+}
+
+int
+main(void)
+{
+	if (run(4096, 4096, 1024, 4096) < 0)
+		return 1;
+	if (run(4096, 4096, 1024, 0) < 0)
+		return 1;
+	if (run(14336, 4096, 1024, 4096) < 0)
+		return 1;
+	return 0;
+}

@@ -1,0 +1,458 @@
+/* Reading the calibration cache: header and index at open, records on demand. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "catscope/alloc.h"
+#include "catscope/calib_cache.h"
+#include "catscope/hash.h"
+#include "cache_format.h"
+
+struct cache_entry {
+	struct calib_site_summary summary;
+	uint64_t offset;
+	uint64_t checksum;
+	int loaded;
+	struct site_stats stats;
+};
+
+struct calib_cache {
+	char *path;
+	int fd;
+	int n_blocks;
+	struct calib_provenance provenance;
+	struct cache_entry *entries; /* n_blocks x SITE_KIND_COUNT */
+};
+
+static int
+cache_read_at(const struct calib_cache *cache, void *buffer, uint64_t size, uint64_t offset,
+	      struct error *err)
+{
+	unsigned char *p = buffer;
+
+	while (size > 0) {
+		ssize_t got = pread(cache->fd, p, size, (off_t)offset);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return error_set(err, "%s: reading failed at byte %" PRIu64 ": %s", cache->path,
+					 offset, strerror(errno));
+		if (got == 0)
+			return error_set(err, "%s: the file ends early at byte %" PRIu64
+					 "; it is truncated, recalibrate", cache->path, offset);
+		p += got;
+		size -= (uint64_t)got;
+		offset += (uint64_t)got;
+	}
+	return 0;
+}
+
+static const char *
+cache_entry_label(const struct cache_entry *e, char *buffer, size_t size)
+{
+	return calib_site_label(buffer, size, e->summary.block, e->summary.kind);
+}
+
+static int
+cache_parse_provenance(struct calib_cache *cache, const unsigned char *q, uint32_t size,
+		       struct error *err)
+{
+	struct calib_provenance *p = &cache->provenance;
+	uint32_t used = CACHE_PROVENANCE_FIXED;
+	uint32_t n_texts;
+
+	if (size < CACHE_PROVENANCE_FIXED)
+		return error_set(err, "%s: corrupt header: provenance of %u bytes, at least %d "
+				 "expected", cache->path, size, CACHE_PROVENANCE_FIXED);
+	p->n_tokens = cache_get_u64(q);
+	p->ctx = (int)cache_get_u32(q + 8);
+	p->n_windows = (int)cache_get_u32(q + 12);
+	p->seed = cache_get_u64(q + 16);
+	p->sample_size = (int)cache_get_u32(q + 24);
+	n_texts = cache_get_u32(q + 28);
+	memcpy(p->version, q + 32, 15);
+	p->version[15] = '\0';
+	if (n_texts > size / CACHE_TEXT_FIXED)
+		return error_set(err, "%s: corrupt header: %u text entries do not fit %u bytes",
+				 cache->path, n_texts, size);
+	p->texts = alloc_zeroed(n_texts > 0 ? n_texts : 1, sizeof(*p->texts));
+	for (uint32_t i = 0; i < n_texts; i++) {
+		uint32_t len;
+
+		if (size - used < CACHE_TEXT_FIXED)
+			return error_set(err, "%s: corrupt header: text entry %u runs past the "
+					 "provenance", cache->path, i);
+		len = cache_get_u32(q + used + 16);
+		if (len > CACHE_MAX_NAME || len > size - used - CACHE_TEXT_FIXED)
+			return error_set(err, "%s: corrupt header: text name of %u bytes", cache->path,
+					 len);
+		p->texts[i].size = cache_get_u64(q + used);
+		p->texts[i].hash = cache_get_u64(q + used + 8);
+		p->texts[i].name = alloc_strndup((const char *)q + used + CACHE_TEXT_FIXED, len);
+		p->n_texts = (int)i + 1;
+		used += CACHE_TEXT_FIXED + len;
+	}
+	if (used != size)
+		return error_set(err, "%s: corrupt header: provenance has %u bytes, its entries %u",
+				 cache->path, size, used);
+	return 0;
+}
+
+/* Checks each entry: the expected site in order, sizes that match the dimension, and
+ * records laid end to end from the header to the end of the file, so that every byte
+ * of the file is covered by a checksum. */
+static int
+cache_parse_index(struct calib_cache *cache, const unsigned char *index, uint64_t header_size,
+		  uint64_t file_size, struct error *err)
+{
+	const struct model_config *c = &cache->provenance.config;
+	uint64_t expected_offset = header_size;
+	char label[64];
+
+	for (int s = 0; s < cache->n_blocks * SITE_KIND_COUNT; s++) {
+		const unsigned char *e = index + (size_t)s * CACHE_INDEX_ENTRY;
+		struct cache_entry *entry = &cache->entries[s];
+		struct calib_site_summary *m = &entry->summary;
+		enum site_kind kind = (enum site_kind)(s % SITE_KIND_COUNT);
+		int dim = kind == SITE_FFN_DOWN ? c->hidden_dim
+			  : kind == SITE_ATTN_OUT ? c->n_heads * c->head_dim : c->dim;
+
+		m->block = (int)cache_get_u32(e + CACHE_ENTRY_BLOCK);
+		m->kind = (enum site_kind)cache_get_u32(e + CACHE_ENTRY_KIND);
+		m->dim = (int)cache_get_u32(e + CACHE_ENTRY_DIM);
+		m->n_sample = (int)cache_get_u32(e + CACHE_ENTRY_N_SAMPLE);
+		entry->offset = cache_get_u64(e + CACHE_ENTRY_OFFSET);
+		m->compressed_size = cache_get_u64(e + CACHE_ENTRY_COMPRESSED);
+		m->raw_size = cache_get_u64(e + CACHE_ENTRY_RAW);
+		entry->checksum = cache_get_u64(e + CACHE_ENTRY_CHECKSUM);
+		m->n_tokens = cache_get_u64(e + CACHE_ENTRY_N_TOKENS);
+		m->nonfinite = cache_get_u64(e + CACHE_ENTRY_NONFINITE);
+		m->mean_sq_norm = cache_get_f64(e + CACHE_ENTRY_SQ_NORM);
+		m->mean_sq_range_sym = cache_get_f64(e + CACHE_ENTRY_SQ_RANGE_SYM);
+		m->mean_sq_range_asym = cache_get_f64(e + CACHE_ENTRY_SQ_RANGE_ASYM);
+		m->max_absmax = cache_get_f32(e + CACHE_ENTRY_MAX_ABSMAX);
+		m->max_absmax_channel = (int)cache_get_u32(e + CACHE_ENTRY_MAX_ABSMAX_CHANNEL);
+
+		calib_site_label(label, sizeof(label), s / SITE_KIND_COUNT, kind);
+		if (m->block != s / SITE_KIND_COUNT || m->kind != kind || m->dim != dim ||
+		    m->n_sample < 0 || m->n_sample > INT32_MAX / 2 ||
+		    m->max_absmax_channel < 0 || m->max_absmax_channel >= dim ||
+		    m->raw_size != cache_record_raw_size((uint64_t)dim, (uint64_t)m->n_sample))
+			return error_set(err, "%s: corrupt index entry %d (expected site %s)",
+					 cache->path, s, label);
+		if (entry->offset != expected_offset || m->compressed_size == 0 ||
+		    m->compressed_size > file_size - expected_offset)
+			return error_set(err, "%s: the record of site %s lies outside the file (bytes "
+					 "%" PRIu64 "..+%" PRIu64 " of %" PRIu64 "); the file is "
+					 "truncated or corrupt, recalibrate", cache->path, label,
+					 entry->offset, m->compressed_size, file_size);
+		expected_offset += m->compressed_size;
+	}
+	if (expected_offset != file_size)
+		return error_set(err, "%s: %" PRIu64 " bytes after the last record; the file is "
+				 "corrupt, recalibrate", cache->path, file_size - expected_offset);
+	return 0;
+}
+
+/* Checks the magic and version and reads the sizes needed to read the whole header. */
+static int
+cache_parse_fixed(struct calib_cache *cache, const unsigned char *h, uint64_t file_size,
+		  uint32_t *header_size, uint32_t *provenance_size, struct error *err)
+{
+	uint32_t version = cache_get_u32(h + 8);
+	uint32_t n_sites = cache_get_u32(h + 56);
+
+	if (memcmp(h, CACHE_MAGIC, 8) != 0)
+		return error_set(err, "%s: not a catscope calibration cache (bad magic)", cache->path);
+	if (version != CACHE_VERSION)
+		return error_set(err, "%s: cache format version %u, but this catscope reads version "
+				 "%d; the header is corrupt or the file is from another release",
+				 cache->path, version, CACHE_VERSION);
+	*header_size = cache_get_u32(h + 12);
+	*provenance_size = cache_get_u32(h + 60);
+	if (n_sites == 0 || n_sites > CACHE_MAX_SITES || n_sites % SITE_KIND_COUNT != 0 ||
+	    *provenance_size > CACHE_MAX_PROVENANCE ||
+	    *header_size != (uint64_t)CACHE_FIXED_SIZE + *provenance_size +
+				    (uint64_t)n_sites * CACHE_INDEX_ENTRY + CACHE_CHECKSUM_SIZE)
+		return error_set(err, "%s: corrupt header: its sizes disagree (%u sites, %u-byte "
+				 "header); recalibrate", cache->path, n_sites, *header_size);
+	if (*header_size > file_size)
+		return error_set(err, "%s: the file ends at byte %" PRIu64 " inside its header of %u "
+				 "bytes; it is truncated, recalibrate", cache->path, file_size,
+				 *header_size);
+	cache->n_blocks = (int)(n_sites / SITE_KIND_COUNT);
+	return 0;
+}
+
+/* Reads the model fingerprint and shapes; called once the header checksum has passed. */
+static int
+cache_parse_shapes(struct calib_cache *cache, const unsigned char *h, struct error *err)
+{
+	struct model_config *c = &cache->provenance.config;
+	int32_t shapes[8];
+
+	cache->provenance.fingerprint = cache_get_u64(h + 16);
+	for (int i = 0; i < 8; i++)
+		shapes[i] = (int32_t)cache_get_u32(h + 24 + 4 * i);
+	c->dim = shapes[0];
+	c->hidden_dim = shapes[1];
+	c->n_layers = shapes[2];
+	c->n_heads = shapes[3];
+	c->n_kv_heads = shapes[4];
+	c->head_dim = shapes[5];
+	c->vocab_size = shapes[6];
+	c->context_length = shapes[7];
+	if (c->n_layers != cache->n_blocks || c->dim <= 0 || c->dim > CACHE_MAX_DIM ||
+	    c->hidden_dim <= 0 || c->hidden_dim > CACHE_MAX_DIM || c->n_heads <= 0 ||
+	    c->head_dim <= 0 || c->n_heads > CACHE_MAX_DIM / c->head_dim)
+		return error_set(err, "%s: corrupt header: shapes (dim %d, hidden %d, %d blocks, "
+				 "%d heads of %d) do not fit %d blocks", cache->path, c->dim,
+				 c->hidden_dim, c->n_layers, c->n_heads, c->head_dim, cache->n_blocks);
+	return 0;
+}
+
+static int
+cache_check_model(const struct calib_cache *cache, const struct model *model, struct error *err)
+{
+	const struct model_config *a = &cache->provenance.config, *b = &model->config;
+
+	if (cache->provenance.fingerprint != model->fingerprint)
+		return error_set(err, "%s: the cache was made for model fingerprint %016" PRIx64
+				 ", but %s has fingerprint %016" PRIx64 "; recalibrate with "
+				 "this model", cache->path, cache->provenance.fingerprint,
+				 model->path ? model->path : "the model", model->fingerprint);
+	if (a->dim != b->dim || a->hidden_dim != b->hidden_dim || a->n_layers != b->n_layers ||
+	    a->n_heads != b->n_heads || a->n_kv_heads != b->n_kv_heads ||
+	    a->head_dim != b->head_dim || a->vocab_size != b->vocab_size)
+		return error_set(err, "%s: the cache's shapes (dim %d, %d blocks) differ from the "
+				 "model's (dim %d, %d blocks); recalibrate with this model",
+				 cache->path, a->dim, a->n_layers, b->dim, b->n_layers);
+	return 0;
+}
+
+static int
+cache_open_checked(struct calib_cache *cache, const struct model *model, struct error *err)
+{
+	unsigned char fixed[CACHE_FIXED_SIZE];
+	unsigned char *header;
+	uint32_t header_size = 0, provenance_size = 0;
+	struct stat st;
+	int rc;
+
+	if (fstat(cache->fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return error_set(err, "%s: not a regular file", cache->path);
+	if ((uint64_t)st.st_size < CACHE_FIXED_SIZE)
+		return error_set(err, "%s: %lld bytes, shorter than a cache header; the file is "
+				 "truncated or not a cache", cache->path, (long long)st.st_size);
+	if (cache_read_at(cache, fixed, CACHE_FIXED_SIZE, 0, err) != 0 ||
+	    cache_parse_fixed(cache, fixed, (uint64_t)st.st_size, &header_size, &provenance_size,
+			      err) != 0)
+		return -1;
+
+	header = alloc_bytes(header_size);
+	rc = cache_read_at(cache, header, header_size, 0, err);
+	if (rc == 0 && hash_update(HASH_SEED, header, header_size - CACHE_CHECKSUM_SIZE) !=
+			       cache_get_u64(header + header_size - CACHE_CHECKSUM_SIZE))
+		rc = error_set(err, "%s: header checksum mismatch; the header or index is corrupt, "
+			       "recalibrate", cache->path);
+	if (rc == 0)
+		rc = cache_parse_shapes(cache, header, err);
+	if (rc == 0)
+		rc = cache_parse_provenance(cache, header + CACHE_FIXED_SIZE, provenance_size, err);
+	if (rc == 0) {
+		cache->entries = alloc_zeroed((size_t)cache->n_blocks * SITE_KIND_COUNT,
+					      sizeof(*cache->entries));
+		rc = cache_parse_index(cache, header + CACHE_FIXED_SIZE + provenance_size, header_size,
+				       (uint64_t)st.st_size, err);
+	}
+	free(header);
+	if (rc == 0 && model != NULL)
+		rc = cache_check_model(cache, model, err);
+	return rc;
+}
+
+struct calib_cache *
+calib_cache_open(const char *path, const struct model *model, struct error *err)
+{
+	struct calib_cache *cache = alloc_zeroed(1, sizeof(*cache));
+
+	cache->path = alloc_strdup(path);
+	cache->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (cache->fd < 0) {
+		error_set(err, "%s: cannot open the calibration cache: %s", path, strerror(errno));
+		calib_cache_close(cache);
+		return NULL;
+	}
+	if (cache_open_checked(cache, model, err) != 0) {
+		calib_cache_close(cache);
+		return NULL;
+	}
+	return cache;
+}
+
+void
+calib_cache_close(struct calib_cache *cache)
+{
+	if (cache == NULL)
+		return;
+	if (cache->entries != NULL) {
+		for (int s = 0; s < cache->n_blocks * SITE_KIND_COUNT; s++)
+			calib_site_stats_clear(&cache->entries[s].stats);
+	}
+	free(cache->entries);
+	for (int i = 0; i < cache->provenance.n_texts; i++)
+		free(cache->provenance.texts[i].name);
+	free(cache->provenance.texts);
+	if (cache->fd >= 0)
+		close(cache->fd);
+	free(cache->path);
+	free(cache);
+}
+
+static struct cache_entry *
+cache_find(struct calib_cache *cache, int block, enum site_kind kind, struct error *err)
+{
+	if (block < 0 || block >= cache->n_blocks || (unsigned)kind >= SITE_KIND_COUNT) {
+		error_set(err, "%s: no site %d/%d; the cache has %d blocks of %d sites", cache->path,
+			  block, (int)kind, cache->n_blocks, SITE_KIND_COUNT);
+		return NULL;
+	}
+	return &cache->entries[block * SITE_KIND_COUNT + kind];
+}
+
+/* Reads a record's compressed bytes and checks them against the index checksum. */
+static unsigned char *
+cache_read_record(struct calib_cache *cache, const struct cache_entry *e, struct error *err)
+{
+	unsigned char *packed = alloc_bytes(e->summary.compressed_size);
+	char label[64];
+
+	if (cache_read_at(cache, packed, e->summary.compressed_size, e->offset, err) != 0) {
+		free(packed);
+		return NULL;
+	}
+	if (hash_update(HASH_SEED, packed, e->summary.compressed_size) != e->checksum) {
+		error_set(err, "%s: record of site %s is corrupt (checksum mismatch); recalibrate",
+			  cache->path, cache_entry_label(e, label, sizeof(label)));
+		free(packed);
+		return NULL;
+	}
+	return packed;
+}
+
+static void
+cache_decode_record(const unsigned char *p, const struct calib_site_summary *m,
+		    struct site_stats *s)
+{
+	size_t d = (size_t)m->dim;
+
+	s->dim = m->dim;
+	s->n_tokens = m->n_tokens;
+	s->nonfinite = m->nonfinite;
+	s->mean_sq_norm = m->mean_sq_norm;
+	s->mean_sq_range_sym = m->mean_sq_range_sym;
+	s->mean_sq_range_asym = m->mean_sq_range_asym;
+	s->n_sample = m->n_sample;
+	s->mean = alloc_array(d, sizeof(double));
+	s->absmax = alloc_array(d, sizeof(float));
+	s->second_moment = alloc_aligned(d * d, sizeof(double));
+	s->sample = m->n_sample > 0 ? alloc_array((size_t)m->n_sample * d, sizeof(float)) : NULL;
+	for (size_t i = 0; i < d; i++, p += 8)
+		s->mean[i] = cache_get_f64(p);
+	for (size_t i = 0; i < d; i++, p += 4)
+		s->absmax[i] = cache_get_f32(p);
+	for (size_t i = 0; i < d; i++) {
+		for (size_t j = i; j < d; j++, p += 4) {
+			double v = cache_get_f32(p);
+
+			s->second_moment[i * d + j] = v;
+			s->second_moment[j * d + i] = v;
+		}
+	}
+	for (size_t i = 0; i < (size_t)m->n_sample * d; i++, p += 4)
+		s->sample[i] = cache_get_f32(p);
+}
+
+const struct site_stats *
+calib_cache_site(struct calib_cache *cache, int block, enum site_kind kind, struct error *err)
+{
+	struct cache_entry *e = cache_find(cache, block, kind, err);
+	unsigned char *packed, *raw;
+	size_t got;
+	char label[64];
+
+	if (e == NULL)
+		return NULL;
+	if (e->loaded)
+		return &e->stats;
+	packed = cache_read_record(cache, e, err);
+	if (packed == NULL)
+		return NULL;
+	raw = alloc_bytes(e->summary.raw_size);
+	got = ZSTD_decompress(raw, e->summary.raw_size, packed, e->summary.compressed_size);
+	free(packed);
+	if (ZSTD_isError(got) || got != e->summary.raw_size) {
+		error_set(err, "%s: record of site %s is corrupt (%s); recalibrate", cache->path,
+			  cache_entry_label(e, label, sizeof(label)),
+			  ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decompressed size");
+		free(raw);
+		return NULL;
+	}
+	cache_decode_record(raw, &e->summary, &e->stats);
+	free(raw);
+	e->loaded = 1;
+	return &e->stats;
+}
+
+void
+calib_cache_release(struct calib_cache *cache, int block, enum site_kind kind)
+{
+	struct cache_entry *e = cache_find(cache, block, kind, NULL);
+
+	if (e != NULL && e->loaded) {
+		calib_site_stats_clear(&e->stats);
+		e->loaded = 0;
+	}
+}
+
+int
+calib_cache_verify(struct calib_cache *cache, struct error *err)
+{
+	for (int s = 0; s < cache->n_blocks * SITE_KIND_COUNT; s++) {
+		unsigned char *packed = cache_read_record(cache, &cache->entries[s], err);
+
+		if (packed == NULL)
+			return -1;
+		free(packed);
+	}
+	return 0;
+}
+
+const struct calib_provenance *
+calib_cache_provenance(const struct calib_cache *cache)
+{
+	return &cache->provenance;
+}
+
+int
+calib_cache_n_blocks(const struct calib_cache *cache)
+{
+	return cache->n_blocks;
+}
+
+const struct calib_site_summary *
+calib_cache_summary(const struct calib_cache *cache, int block, enum site_kind kind)
+{
+	if (block < 0 || block >= cache->n_blocks || (unsigned)kind >= SITE_KIND_COUNT)
+		return NULL;
+	return &cache->entries[block * SITE_KIND_COUNT + kind].summary;
+}

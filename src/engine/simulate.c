@@ -1,0 +1,120 @@
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "catscope/alloc.h"
+#include "catscope/simulate.h"
+
+/* The forward hook: x <- Q(T x), token by token. */
+static void
+simulation_site_hook(void *ctx, int block, enum site_kind kind, float *x, int n, int dim)
+{
+	struct simulation *s = ctx;
+	const struct transform *t = &s->transforms[analysis_site_index(block, kind)];
+
+	transform_apply_activations(t, x, n);
+	if (s->act.bits > 0)
+		quant_fake_rows(x, n, dim, dim, &s->act, NULL);
+}
+
+static size_t
+simulation_weight_count(const struct model_config *c)
+{
+	size_t total = 0;
+
+	for (int j = 0; j < LINEAR_COUNT; j++) {
+		int rows, cols;
+
+		model_linear_shape(c, (enum model_linear)j, &rows, &cols);
+		total += (size_t)rows * cols;
+	}
+	return total * (size_t)c->n_layers;
+}
+
+static int
+simulation_build_site(struct simulation *s, struct analysis *a, int index, struct error *err)
+{
+	const struct analysis_site *site = &a->sites[index];
+	struct site_layers layers;
+	const struct site_stats *stats;
+	float *sigma_t = NULL;
+	int rc = 0;
+
+	analysis_site_layers(a, index, &layers);
+	stats = a->stats_fn ? a->stats_fn(a->stats_ctx, site->block, site->kind, err) : NULL;
+	if (stats == NULL) {
+		if (a->stats_fn == NULL)
+			error_set(err, "simulated quantization needs calibration statistics; pass --calib");
+		return -1;
+	}
+	if (transform_build(&site->spec, stats, &layers, &s->transforms[index], err) != 0)
+		return -1;
+	if (a->quant.rounding == QUANT_GPTQ || a->quant.clip_search) {
+		sigma_t = alloc_array((size_t)stats->dim * stats->dim, sizeof(float));
+		transform_conjugate(&s->transforms[index], stats->second_moment, sigma_t);
+	}
+	for (int l = 0; l < layers.count && rc == 0; l++) {
+		/* layers point at the model's weights; the copy in s->blocks has the same order. */
+		float *w = NULL;
+
+		for (int j = 0; j < LINEAR_COUNT; j++) {
+			if (a->model->blocks[site->block].linear[j] == layers.layer[l].weight)
+				w = s->blocks[site->block].linear[j];
+		}
+		memcpy(w, layers.layer[l].weight, (size_t)layers.layer[l].rows * stats->dim * sizeof(float));
+		transform_apply_weights(&s->transforms[index], w, layers.layer[l].rows);
+		unsigned flags = 0;
+
+		rc = engine_quantize_weights(w, layers.layer[l].rows, stats->dim, sigma_t, &a->quant, &flags, err);
+	}
+	free(sigma_t);
+	return rc;
+}
+
+struct simulation *
+simulation_new(struct analysis *a, struct error *err)
+{
+	const struct model_config *c = &a->model->config;
+	struct simulation *s = alloc_zeroed(1, sizeof(*s));
+	float *p;
+
+	s->model = a->model;
+	s->act = a->quant.act;
+	s->blocks = alloc_zeroed((size_t)c->n_layers, sizeof(*s->blocks));
+	s->transforms = alloc_zeroed((size_t)a->n_sites, sizeof(*s->transforms));
+	p = s->storage = alloc_aligned(simulation_weight_count(c), sizeof(float));
+	for (int l = 0; l < c->n_layers; l++) {
+		s->blocks[l] = a->model->blocks[l];
+		for (int j = 0; j < LINEAR_COUNT; j++) {
+			int rows, cols;
+
+			model_linear_shape(c, (enum model_linear)j, &rows, &cols);
+			s->blocks[l].linear[j] = p;
+			p += (size_t)rows * cols;
+		}
+	}
+	for (int i = 0; i < a->n_sites; i++) {
+		if (simulation_build_site(s, a, i, err) != 0) {
+			error_prefix(err, "site blk.%d.%s", a->sites[i].block, site_kind_name(a->sites[i].kind));
+			simulation_free(s);
+			return NULL;
+		}
+	}
+	s->hooks.ctx = s;
+	s->hooks.site = simulation_site_hook;
+	return s;
+}
+
+void
+simulation_free(struct simulation *s)
+{
+	if (s == NULL)
+		return;
+	for (int i = 0; s->transforms != NULL && i < s->model->config.n_layers * SITE_KIND_COUNT; i++)
+		transform_free(&s->transforms[i]);
+	free(s->transforms);
+	free(s->blocks);
+	free(s->storage);
+	free(s);
+}
