@@ -55,6 +55,10 @@ start() {
 		fail "tmux could not start a session"
 }
 
+# A session that keeps the private server alive between explorer sessions, so
+# that killing one does not race the server's exit with the next start.
+tm new-session -d -s keeper -x 80 -y 24 "sleep 600" || fail "tmux could not start its server"
+
 start 80 24 ""
 wait_for 'blk.4.ffn_down'
 wait_idle
@@ -162,4 +166,46 @@ screen | LC_ALL=C grep -q "$(printf '\342\226')" && fail "--ascii still draws Un
 keys Q
 sleep 0.5
 [ "$(cat "$scratch/exit")" = 0 ] || fail "the explorer exited with $(cat "$scratch/exit") in ASCII mode"
+tm kill-session -t explorer
+# Colour: the default run colours cells (SGR 30-37 foreground), --no-color and
+# NO_COLOR do not.
+start 80 24 ""
+wait_for 'blk.4.ffn_down'
+wait_idle
+tm capture-pane -p -e -t explorer | grep -q "$(printf '\033')\[[0-9;]*3[1-6]m" ||
+	fail "the default run shows no colour"
+keys Q
+tm kill-session -t explorer
+start 80 24 "--no-color"
+wait_for 'blk.4.ffn_down'
+wait_idle
+tm capture-pane -p -e -t explorer | grep -q "$(printf '\033')\[[0-9;]*3[1-6]m" &&
+	fail "--no-color still shows colour"
+keys Q
+tm kill-session -t explorer
+
+# With calibration: CAT on blk.0.ffn_down shows the measured SQNR that
+# catscope report prints for the same site and settings.
+cache="$scratch/stories.cache"
+"$CATSCOPE" calibrate "$MODEL" "$DATA/tinystories_train_sample.txt" -o "$cache" --tokens 4096 --ctx 256 \
+	>/dev/null 2>&1 || fail "calibrate failed"
+expected=$("$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat --format csv |
+	awk -F, '$1 == 0 && $2 == "ffn_down" && $4 == "cat" { printf "%.1f", $16 }')
+[ -n "$expected" ] || fail "report printed no cat row for blk.0.ffn_down"
+start 80 24 "--calib '$cache'"
+wait_for 'blk.4.ffn_down'
+screen | head -n 1 | grep -q 'NO CALIBRATION' && fail "the title says no calibration with --calib"
+keys j j j t t t t
+wait_idle
+row=$(rows | grep '^blk.0.ffn_down ')
+echo "$row" | awk '{ exit !($3 == "cat") }' || fail "blk.0.ffn_down transform is not cat: $row"
+shown=$(echo "$row" | awk '{ print $9 }')
+[ "$shown" = "$expected" ] || fail "measured SQNR of blk.0.ffn_down with cat: explorer $shown, report $expected"
+gain=$(echo "$row" | awk '{ print $10 }')
+awk -v g="$gain" 'BEGIN { exit !(g + 0 > 1.0) }' || fail "cat gains only $gain dB over none on blk.0.ffn_down"
+keys Enter Tab Tab
+wait_for 'x rms after'
+keys Q
+sleep 0.5
+[ "$(cat "$scratch/exit")" = 0 ] || fail "the calibrated explorer exited with $(cat "$scratch/exit")"
 echo "explorer: all checks passed"

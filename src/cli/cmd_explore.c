@@ -9,9 +9,10 @@
 #include "catscope/analysis.h"
 #include "catscope/cli.h"
 #include "catscope/tui.h"
+#include "catscope/workspace.h"
 
 static const char explore_usage[] =
-	"usage: catscope MODEL [--calib CACHE] [--no-color] [--ascii] [--wbits B] [--abits B]\n"
+	"usage: catscope MODEL [--calib CACHE] [--no-color] [--ascii] [quantizer options]\n"
 	"\n"
 	"Opens the explorer on MODEL (a GGUF file or a Hugging Face directory): one row per\n"
 	"quantized input site with its concentration, alignment and SQNR, a detail view per\n"
@@ -19,8 +20,10 @@ static const char explore_usage[] =
 	"\n"
 	"  --calib CACHE  calibration statistics from 'catscope calibrate MODEL TEXT -o CACHE';\n"
 	"                 without it the activations are assumed isotropic\n"
-	"  --wbits B      weight bits, 2..8 (default 4)\n"
-	"  --abits B      activation bits, 2..8 (default 4)\n"
+	"  --wbits B, --abits B  weight and activation bits, 2 to 8 (default 4)\n"
+	"  --weights PARAMS      weight quantizer: BITS[:sym|:asym][:gSIZE][:clip=R]\n"
+	"  --acts PARAMS         activation quantizer, same form\n"
+	"  --gptq                round weights with GPTQ instead of RTN\n"
 	"  --no-color     monochrome (also when NO_COLOR is set)\n"
 	"  --ascii        ASCII bars instead of Unicode block characters\n";
 
@@ -31,21 +34,25 @@ cli_explore(int argc, char **argv)
 		{ "calib", required_argument, NULL, 'c' },
 		{ "no-color", no_argument, NULL, 'n' },
 		{ "ascii", no_argument, NULL, 'a' },
-		{ "wbits", required_argument, NULL, 'w' },
-		{ "abits", required_argument, NULL, 'x' },
+		{ "wbits", required_argument, NULL, 'W' },
+		{ "abits", required_argument, NULL, 'A' },
+		{ "weights", required_argument, NULL, 'w' },
+		{ "acts", required_argument, NULL, 'x' },
+		{ "gptq", no_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct tui_options topt = { 0 };
 	const char *calib = NULL;
-	int wbits = 0, abits = 0;
 	int opt;
 	struct error err;
-	struct model *model;
+	struct workspace ws;
 	struct analysis *a;
 	struct quant_config qc;
 	const char *slash;
 	int rc;
+
+	quant_config_default(&qc);
 
 	/* argv[0] is MODEL, so getopt starts after it and the options follow it. */
 	optind = 1;
@@ -60,14 +67,15 @@ cli_explore(int argc, char **argv)
 		case 'a':
 			topt.ascii = true;
 			break;
+		case 'W':
+		case 'A':
 		case 'w':
-			if (cli_parse_int("explore", "--wbits", optarg, QUANT_BITS_MIN, QUANT_BITS_MAX,
-					  &wbits) != 0)
+		case 'g':
+			if (cli_parse_quant_option("explore", opt, optarg, NULL, &qc) != 0)
 				return 2;
 			break;
 		case 'x':
-			if (cli_parse_int("explore", "--abits", optarg, QUANT_BITS_MIN, QUANT_BITS_MAX,
-					  &abits) != 0)
+			if (cli_parse_quant_option("explore", 'a', optarg, NULL, &qc) != 0)
 				return 2;
 			break;
 		case 'h':
@@ -80,23 +88,9 @@ cli_explore(int argc, char **argv)
 	if (optind != argc)
 		return cli_usage_error("explore", "unexpected argument '%s' after the model",
 				       argv[optind]);
-	if (calib != NULL) {
-		/* TODO: wire the calibration cache once its API lands (calib.h). */
-		fprintf(stderr, "catscope: --calib %s: calibration caches are not supported by this "
-				"build yet; run without --calib for isotropic activations\n",
-			calib);
-		return 1;
-	}
-
-	model = model_load(argv[0], &err);
-	if (model == NULL)
+	if (workspace_open(&ws, argv[0], calib, &err) != 0)
 		return cli_fail(&err);
-	a = analysis_new(model, NULL, NULL);
-	qc = a->quant;
-	if (wbits > 0)
-		qc.weight.bits = wbits;
-	if (abits > 0)
-		qc.act.bits = abits;
+	a = workspace_new_analysis(&ws);
 	analysis_set_quant(a, &qc);
 
 	slash = strrchr(argv[0], '/');
@@ -105,7 +99,7 @@ cli_explore(int argc, char **argv)
 	analysis_worker_start(a);
 	rc = tui_run(a, &topt, &err);
 	analysis_free(a);
-	model_free(model);
+	workspace_close(&ws);
 	if (rc != 0)
 		return cli_fail(&err);
 	return 0;

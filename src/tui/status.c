@@ -96,8 +96,10 @@ tui_draw_status(struct tui *t)
 	pthread_mutex_lock(&t->status_lock);
 	if (t->status_frames > 0)
 		t->status_frames--;
-	if (t->status_frames == 0)
+	if (t->status_frames == 0) {
 		t->status[0] = '\0';
+		t->status_repeats = 0;
+	}
 	if (t->status_repeats > 1)
 		snprintf(message, sizeof(message), "%.200s (%u times)", t->status, t->status_repeats);
 	else
