@@ -115,7 +115,7 @@ detail_meas=$(echo "$detail" | awk '{ print $3 }')
 [ "$table_meas" = "$detail_meas" ] || fail "measured SQNR of cat: table $table_meas, detail $detail_meas"
 keys Escape
 
-# Undo returns the site to hadamard... the last t: cat1.
+# Undo takes back the last t, so the site returns to cat1.
 keys u
 rows | grep '^blk.0.attn_in ' | awk '{ exit !($3 == "cat1") }' || fail "undo did not restore cat1"
 

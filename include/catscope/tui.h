@@ -20,7 +20,7 @@ struct tui_options {
 				  * locale whose codeset is not UTF-8 */
 	const char *model_name;  /* shown in the title */
 	const char *calib_name;  /* calibration cache shown in the title, or NULL */
-	/* Saves the current state when the user presses F2; NULL hides the key. */
+	/* Saves the current state when the user presses F2; with NULL, F2 does nothing. */
 	int (*save_session)(void *ctx, struct analysis *a, struct error *err);
 	void *save_ctx;
 };

@@ -1,5 +1,5 @@
 /* The comparison thread: evaluates every site without transform (the reference of
- * the delta column and the overview) and every transform of the site open in the
+ * the gain column and the overview) and every transform of the site open in the
  * detail view, on a private analysis so that it never races the analysis worker.
  * The detail site goes first because the user is looking at it. */
 #include "config.h"
@@ -77,7 +77,8 @@ compare_profiles(struct tui_compare *c, int site, const struct transform_spec *s
 	struct transform tr;
 	struct error err;
 	int dim;
-	float *weights = NULL, *sigma_t = NULL;
+	float *weights = NULL;
+	double *sigma_t = NULL;
 	struct site_layers moved;
 
 	analysis_site_layers(p, site, &layers);
@@ -124,15 +125,14 @@ compare_profiles(struct tui_compare *c, int site, const struct transform_spec *s
 		for (int l = 0; l < layers.count; l++)
 			free(moved_w[l]);
 
-		/* NOTE: T Sx T^T costs a d x d float buffer (64 MB at d = 4096). */
-		sigma_t = alloc_array((size_t)dim * dim, sizeof(float));
-		transform_conjugate(&tr, stats->second_moment, sigma_t);
+		sigma_t = alloc_array((size_t)dim, sizeof(double));
+		transform_conjugate_diagonal(&tr, stats->second_moment, sigma_t);
 
 		pthread_mutex_lock(&c->lock);
 		memcpy(c->weight_after, weights, (size_t)dim * sizeof(float));
 		for (int i = 0; i < dim; i++) {
 			c->act_before[i] = (float)sqrt(fmax(stats->second_moment[(size_t)i * dim + i], 0));
-			c->act_after[i] = sqrtf(fmaxf(sigma_t[(size_t)i * dim + i], 0));
+			c->act_after[i] = (float)sqrt(fmax(sigma_t[i], 0));
 		}
 		pthread_mutex_unlock(&c->lock);
 	}

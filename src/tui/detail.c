@@ -1,7 +1,7 @@
 /* The detail view of one site: its SQNR broken into factors, every transform side
  * by side, the quantizer in force, and per-channel magnitude profiles. Tab moves the
- * focus between the three panes; at 24 lines only the focused pane and the factors
- * fit, so the view stacks what room allows. */
+ * focus between the three panes. The focused pane is drawn first and the others
+ * follow as far as the screen allows, because 24 lines do not hold all three. */
 #include "config.h"
 
 #include <math.h>
@@ -12,8 +12,9 @@
 
 #include "tui_impl.h"
 
-/* dB that one bar cell stands for in the factor bars. */
-#define DB_PER_CELL 1.5
+/* The dB that fill the factor bars' room: more than 10 log10(12 N^2) at 8 bits
+ * (50.9 dB) would waste width, so 8-bit bars come close to full. */
+#define FACTOR_FULL_SCALE_DB 54.0
 
 /* A dB value right-aligned in width, "-" when it is NaN (see METRICS_FLAG_*). */
 static const char *
@@ -42,6 +43,9 @@ draw_factor(struct tui *t, int y, const char *label, double db, enum tui_color c
 	char text[48];
 	int room = t->cols - 32;
 
+	/* Wider bars than this add no resolution that the printed dB lacks. */
+	if (room > 96)
+		room = 96;
 	if (room < 4)
 		room = 4;
 	if (isnan(db))
@@ -54,7 +58,7 @@ draw_factor(struct tui *t, int y, const char *label, double db, enum tui_color c
 	attrset(tui_attr(t, db < 0 ? TUI_COLOR_BAD : color));
 	if (db < 0)
 		addstr(t->ascii ? "-" : "\u2500");
-	tui_draw_bar(t, fabs(db) / DB_PER_CELL, room);
+	tui_draw_bar(t, fabs(db) / FACTOR_FULL_SCALE_DB * room, room);
 	attrset(A_NORMAL);
 }
 
@@ -171,6 +175,34 @@ draw_profile(struct tui *t, int y, const char *label, const float *v, int dim, f
 	}
 }
 
+static int
+draw_layers(struct tui *t, int y, const struct tui_row *r, int max_y)
+{
+	const struct site_result *s = &r->result;
+	char line[160], b[6][16];
+
+	if (r->state != ANALYSIS_DONE) {
+		if (y < max_y)
+			mvaddnstr(y++, 1, "computing...", t->cols - 1);
+		return y;
+	}
+	if (y < max_y) {
+		attrset(A_BOLD);
+		mvaddnstr(y++, 0, "   layer              rows  C(W) dB     A dB  meas dB  pred dB   gap dB", t->cols);
+		attrset(A_NORMAL);
+	}
+	for (int l = 0; l < s->n_layers && y < max_y; l++) {
+		const struct layer_result *lr = &s->layer[l];
+
+		snprintf(line, sizeof(line), "   %-16.16s %6d %s %s %s %s %s", lr->name != NULL ? lr->name : "",
+			 lr->rows, db_text(tui_db(lr->c_w), 8, b[0], 16), db_text(tui_db(lr->alignment), 8, b[1], 16),
+			 db_text(lr->measured.total_db, 8, b[2], 16), db_text(lr->predicted.total_db, 8, b[3], 16),
+			 db_text(lr->gap_db, 8, b[4], 16));
+		mvaddnstr(y++, 0, line, t->cols);
+	}
+	return y;
+}
+
 static float
 profile_max(const float *v, int dim)
 {
@@ -196,7 +228,7 @@ draw_profiles(struct tui *t, int y, const struct tui_row *r, int max_y)
 		char line[96];
 
 		if (y < max_y) {
-			snprintf(line, sizeof(line), " d = %d, after = %s, each row scaled to its max", dim,
+			snprintf(line, sizeof(line), " d = %d, after = %s; before and after share one scale", dim,
 				 c->profile_spec);
 			mvaddnstr(y++, 0, line, t->cols);
 		}
@@ -250,11 +282,12 @@ tui_detail_draw(struct tui *t)
 	draw_heading(t, y++, line, false);
 
 	/* The focused pane comes first so that it always fits; the others follow. */
-	for (int i = 0; i < 3 && y < bottom - 1; i++) {
-		int pane = (t->detail_pane + i) % 3;
-		static const char *const titles[3] = {
+	for (int i = 0; i < TUI_DETAIL_PANES && y < bottom - 1; i++) {
+		int pane = (t->detail_pane + i) % TUI_DETAIL_PANES;
+		static const char *const titles[TUI_DETAIL_PANES] = {
 			"SQNR factors (Tab: next pane)", "transforms side by side (> current)",
 			"channel profiles: activation rms and weight column norms",
+			"layers of the site",
 		};
 
 		draw_heading(t, y++, titles[pane], i == 0);
@@ -262,7 +295,9 @@ tui_detail_draw(struct tui *t)
 			y = draw_factors(t, y, r, &qc, bottom);
 		else if (pane == 1)
 			y = draw_transforms(t, y, r, bottom);
-		else
+		else if (pane == 2)
 			y = draw_profiles(t, y, r, bottom);
+		else
+			y = draw_layers(t, y, r, bottom);
 	}
 }

@@ -277,7 +277,7 @@ tui_handle_key(struct tui *t, int key)
 		break;
 	case '\t':
 		if (t->view == TUI_VIEW_DETAIL)
-			t->detail_pane = (t->detail_pane + 1) % 3;
+			t->detail_pane = (t->detail_pane + 1) % TUI_DETAIL_PANES;
 		break;
 	case 'o':
 		open_view(t, TUI_VIEW_OVERVIEW);

@@ -137,8 +137,12 @@ tui_draw_bar(const struct tui *t, double value, int width)
 	eighths = (int)lround(value * 8);
 	for (int i = 0; i < eighths / 8; i++)
 		addstr(t->ascii ? "#" : "\u2588");
-	if (eighths % 8 != 0)
-		addstr(t->ascii ? (eighths % 8 >= 4 ? "=" : "-") : bar_eighths_utf8[eighths % 8]);
+	if (eighths % 8 == 0)
+		return;
+	if (!t->ascii)
+		addstr(bar_eighths_utf8[eighths % 8]);
+	else
+		addstr(eighths % 8 >= 4 ? "=" : "-");
 }
 
 const char *

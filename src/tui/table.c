@@ -34,6 +34,40 @@ static const struct column columns[COL_COUNT] = {
 	[COL_TOKENS] = { "tokens", 7 },
 };
 
+/* Columns after the site name that must fit in 80 cells: d through gain, and the
+ * state marker's separator. */
+#define BASE_COLUMNS_WIDTH 66
+
+/* The width of the site column and how many leading characters of each name to
+ * skip: the whole "blk.B.kind" when it fits beside the base columns, else without
+ * "blk." (models with 10 blocks or more need 15 cells for "blk.10.ffn_down"). */
+static int
+site_width(const struct tui *t, int *skip)
+{
+	int longest = columns[COL_SITE].width;
+
+	for (int i = 0; i < t->a->n_sites; i++) {
+		int n = (int)strlen(t->table[i].name);
+
+		if (n > longest)
+			longest = n;
+	}
+	*skip = 0;
+	if (longest + BASE_COLUMNS_WIDTH > t->cols && longest > columns[COL_SITE].width) {
+		*skip = 4;
+		longest -= 4;
+	}
+	return longest;
+}
+
+static int
+column_width(const struct tui *t, enum tui_column c)
+{
+	int skip;
+
+	return c == COL_SITE ? site_width(t, &skip) : columns[c].width;
+}
+
 /* Rows the table body gets: the screen minus title, header and status lines. */
 int
 tui_table_visible_rows(const struct tui *t)
@@ -107,7 +141,10 @@ row_value(const struct tui_row *r, enum tui_column c)
 	case COL_GAP:
 		return done ? s->gap_db : NAN;
 	case COL_BEST:
-		return done ? tui_db(isnan(s->best_full) ? s->best_k : s->best_full) : NAN;
+		/* A* is skipped (NaN) above the full-size limit, and then A*_k stands in. */
+		if (!done)
+			return NAN;
+		return tui_db(isnan(s->best_full) ? s->best_k : s->best_full);
 	case COL_TOKENS:
 		return done ? s->tokens_used : NAN;
 	default:
@@ -202,7 +239,7 @@ tui_table_select_site(struct tui *t, int site)
 	}
 }
 
-/* The site with the lowest measured SQNR among the shown rows, or -1. */
+/* The site with the lowest SQNR (tui_row_quality) among the shown rows, or -1. */
 int
 tui_table_worst(const struct tui *t)
 {
@@ -248,22 +285,24 @@ shown_columns(const struct tui *t, enum tui_column *shown)
 	int used = 0, n = 0;
 
 	for (int c = 0; c < COL_COUNT; c++) {
-		if (c > COL_DELTA && used + columns[c].width > t->cols - 1)
+		if (c > COL_DELTA && used + column_width(t, c) > t->cols - 1)
 			break;
 		shown[n++] = (enum tui_column)c;
-		used += columns[c].width + (c == COL_SITE ? 1 : 0);
+		used += column_width(t, c) + (c == COL_SITE ? 1 : 0);
 	}
 	return n;
 }
 
 static void
-format_cell(const struct tui_row *r, enum tui_column c, int width, char *buf, size_t size)
+format_cell(const struct tui_row *r, enum tui_column c, int width, int skip, char *buf,
+	    size_t size)
 {
 	double v;
 
 	switch (c) {
 	case COL_SITE:
-		snprintf(buf, size, "%-*.*s", width, width, r->name);
+		snprintf(buf, size, "%-*.*s", width, width,
+			 (int)strlen(r->name) > skip ? r->name + skip : r->name);
 		return;
 	case COL_TRANSFORM:
 		snprintf(buf, size, " %-*.*s", width - 1, width - 1, r->spec);
@@ -304,9 +343,11 @@ draw_header(struct tui *t, const enum tui_column *shown, int n)
 	for (int i = 0; i < n; i++) {
 		enum tui_column c = shown[i];
 		char buf[32];
-		const char *arrow = t->sort_column == c ? (t->sort_reverse ? "v" : "^") : "";
-		int w = columns[c].width;
+		const char *arrow = "";
+		int w = column_width(t, c);
 
+		if (t->sort_column == c)
+			arrow = t->sort_reverse ? "v" : "^";
 		if (c == COL_SITE || c == COL_TRANSFORM)
 			snprintf(buf, sizeof(buf), "%s%s%s", c == COL_TRANSFORM ? " " : "", columns[c].title,
 				 arrow);
@@ -361,9 +402,11 @@ tui_table_draw(struct tui *t)
 		for (int i = 0; i < n; i++) {
 			enum tui_column c = shown[i];
 			char buf[64];
-			int w = columns[c].width;
+			int w = column_width(t, c);
+			int skip;
 
-			format_cell(r, c, w, buf, sizeof(buf));
+			site_width(t, &skip);
+			format_cell(r, c, w, skip, buf, sizeof(buf));
 			if (!selected && c == (isnan(r->result.measured.total_db) ? COL_PREDICTED : COL_MEASURED) &&
 			    r->state == ANALYSIS_DONE)
 				attrset(tui_attr(t, measured_color(t, tui_row_quality(r))));
@@ -377,8 +420,8 @@ tui_table_draw(struct tui *t)
 			x += w + (c == COL_SITE ? 1 : 0);
 		}
 		/* The state marker after the site name: * computing, . waiting, ! failed. */
-		if (r->state != ANALYSIS_DONE && t->cols > columns[COL_SITE].width)
-			mvaddstr(y, columns[COL_SITE].width,
+		if (r->state != ANALYSIS_DONE && t->cols > column_width(t, COL_SITE))
+			mvaddstr(y, column_width(t, COL_SITE),
 				 r->state == ANALYSIS_FAILED ? "!" : (r->state == ANALYSIS_RUNNING ? "*" : "."));
 		attrset(A_NORMAL);
 	}

@@ -56,7 +56,7 @@ struct tui_row {
 };
 
 /* Background evaluation that the table and detail view need beside the analysis's
- * own results: every site without transform (for the delta column and the overview)
+ * own results: every site without transform (for the gain column and the overview)
  * and every transform of the site open in the detail view. It owns a private
  * analysis that only its thread evaluates, so the engine is never entered twice on
  * one analysis. */
@@ -93,6 +93,7 @@ struct tui_undo {
 	struct quant_config quant;
 };
 
+#define TUI_DETAIL_PANES 4
 #define TUI_UNDO_MAX 64
 #define TUI_STATUS_MAX 256
 
@@ -115,7 +116,7 @@ struct tui {
 	bool sort_reverse;
 	char filter[64];
 	bool editing_filter;
-	int detail_pane;         /* 0 factors, 1 transforms, 2 profiles */
+	int detail_pane;         /* 0 factors, 1 transforms, 2 profiles, 3 layers */
 	unsigned frame;          /* spinner phase */
 
 	struct tui_compare compare;
