@@ -38,9 +38,20 @@ wait_idle() {
 	done
 }
 
+# Sends keys, then waits (up to 5 s) until the screen above the status line stops
+# changing, so that a loaded machine does not read a half-handled burst.
 keys() {
 	tm send-keys -t explorer "$@"
-	sleep 0.3
+	sleep 0.2
+	i=0
+	before=$(screen | sed '$d')
+	while [ "$i" -lt 25 ]; do
+		sleep 0.2
+		now=$(screen | sed '$d')
+		[ "$now" = "$before" ] && return 0
+		before=$now
+		i=$((i + 1))
+	done
 }
 
 # The table rows: lines that start with a site name.
@@ -118,6 +129,20 @@ keys Escape
 # Undo takes back the last t, so the site returns to cat1.
 keys u
 rows | grep '^blk.0.attn_in ' | awk '{ exit !($3 == "cat1") }' || fail "undo did not restore cat1"
+
+# T applies the selected site's transform to every shown site: hadamard on the
+# five ffn_down sites only. One u takes back T, two more the t presses.
+keys / f f n _ d o w n Enter t t T Escape
+wait_idle
+[ "$(rows | awk '$3 == "hadamard"' | wc -l)" -eq 5 ] ||
+	fail "T did not set hadamard on the five ffn_down sites: $(rows | awk '$3 == "hadamard"' | wc -l)"
+rows | awk '$3 == "hadamard"' | grep -v -q ffn_down && fail "T changed a site outside the filter"
+keys u
+[ "$(rows | awk '$3 == "hadamard"' | wc -l)" -eq 1 ] || fail "undo did not take back T"
+rows | grep '^blk.0.ffn_down ' | awk '{ exit !($3 == "hadamard") }' ||
+	fail "undo of T changed the site T was applied from"
+keys u u
+[ "$(rows | awk '$3 != "none"' | wc -l)" -eq 1 ] || fail "three undos should leave only blk.0.attn_in transformed"
 
 # Weight bits: w lowers them and the title follows; u restores.
 keys w
