@@ -66,85 +66,91 @@ compare_site_dim(const struct analysis *a, int site)
 	return kind == SITE_FFN_DOWN ? mc->hidden_dim : mc->dim;
 }
 
-/* Computes the channel profiles of a site before and after spec. The activation
- * profile needs the calibration statistics; without them only weights are shown. */
 static void
-compare_profiles(struct tui_compare *c, int site, const struct transform_spec *spec)
+profile_free(struct tui_profile *profile)
 {
-	struct analysis *p = c->priv;
+	free(profile->act_before);
+	free(profile->act_after);
+	free(profile->weight_before);
+	free(profile->weight_after);
+	memset(profile, 0, sizeof(*profile));
+}
+
+/* Column norms of the site's weights after the transform, W T^-1, on copies. */
+static void
+profile_moved_weights(const struct site_layers *layers, const struct transform *tr, int dim,
+		      float *out)
+{
+	float *moved_w[SITE_LAYERS_MAX] = { NULL };
+	struct site_layers moved = *layers;
+
+	for (int l = 0; l < layers->count; l++) {
+		size_t n = (size_t)layers->layer[l].rows * dim;
+
+		moved_w[l] = alloc_array(n, sizeof(float));
+		memcpy(moved_w[l], layers->layer[l].weight, n * sizeof(float));
+		transform_apply_weights(tr, moved_w[l], layers->layer[l].rows);
+		moved.layer[l].weight = moved_w[l];
+	}
+	compare_column_norms(&moved, dim, out);
+	for (int l = 0; l < layers->count; l++)
+		free(moved_w[l]);
+}
+
+/* Computes the channel profiles of a site before and after spec into out. The
+ * activation rows and the transform need the calibration statistics. */
+static void
+profile_compute(struct analysis *p, int site, const struct transform_spec *spec,
+		struct tui_profile *out)
+{
 	struct site_layers layers;
 	const struct site_stats *stats = NULL;
 	struct transform tr;
 	struct error err;
-	int dim;
-	float *weights = NULL;
-	double *sigma_t = NULL;
-	struct site_layers moved;
+	int dim = compare_site_dim(p, site);
+
+	memset(out, 0, sizeof(*out));
+	out->site = site;
+	out->dim = dim;
+	transform_spec_format(spec, out->spec, sizeof(out->spec));
+	out->act_before = alloc_zeroed((size_t)dim, sizeof(float));
+	out->act_after = alloc_zeroed((size_t)dim, sizeof(float));
+	out->weight_before = alloc_zeroed((size_t)dim, sizeof(float));
+	out->weight_after = alloc_zeroed((size_t)dim, sizeof(float));
 
 	analysis_site_layers(p, site, &layers);
-	dim = compare_site_dim(p, site);
-
-	pthread_mutex_lock(&c->lock);
-	c->profile_valid = false;
-	c->profile_dim = dim;
-	c->act_before = alloc_resize(c->act_before, (size_t)dim, sizeof(float));
-	c->act_after = alloc_resize(c->act_after, (size_t)dim, sizeof(float));
-	c->weight_before = alloc_resize(c->weight_before, (size_t)dim, sizeof(float));
-	c->weight_after = alloc_resize(c->weight_after, (size_t)dim, sizeof(float));
-	pthread_mutex_unlock(&c->lock);
-
-	if (p->stats_fn != NULL)
-		stats = p->stats_fn(p->stats_ctx, p->sites[site].block, p->sites[site].kind, &err);
+	compare_column_norms(&layers, dim, out->weight_before);
+	if (p->stats_fn == NULL) {
+		snprintf(out->note, sizeof(out->note),
+			 "activation rows and the transformed weights need calibration (--calib CACHE)");
+		return;
+	}
+	stats = p->stats_fn(p->stats_ctx, p->sites[site].block, p->sites[site].kind, &err);
+	if (stats == NULL) {
+		snprintf(out->note, sizeof(out->note), "statistics unavailable: %.120s", err.message);
+		return;
+	}
+	out->has_act = true;
+	for (int i = 0; i < dim; i++)
+		out->act_before[i] = (float)sqrt(fmax(stats->second_moment[(size_t)i * dim + i], 0));
 
 	memset(&tr, 0, sizeof(tr));
-	if (stats != NULL && transform_build(spec, stats, &layers, &tr, &err) != 0)
-		memset(&tr, 0, sizeof(tr));
-
-	weights = alloc_array((size_t)dim, sizeof(float));
-	compare_column_norms(&layers, dim, weights);
-
-	pthread_mutex_lock(&c->lock);
-	memcpy(c->weight_before, weights, (size_t)dim * sizeof(float));
-	memcpy(c->weight_after, weights, (size_t)dim * sizeof(float));
-	c->has_act_profile = stats != NULL;
-	pthread_mutex_unlock(&c->lock);
-
-	if (stats != NULL && tr.dim == dim) {
-		float *moved_w[SITE_LAYERS_MAX] = { NULL };
-
-		moved = layers;
-		for (int l = 0; l < layers.count; l++) {
-			size_t n = (size_t)layers.layer[l].rows * dim;
-
-			moved_w[l] = alloc_array(n, sizeof(float));
-			memcpy(moved_w[l], layers.layer[l].weight, n * sizeof(float));
-			transform_apply_weights(&tr, moved_w[l], layers.layer[l].rows);
-			moved.layer[l].weight = moved_w[l];
-		}
-		compare_column_norms(&moved, dim, weights);
-		for (int l = 0; l < layers.count; l++)
-			free(moved_w[l]);
-
-		sigma_t = alloc_array((size_t)dim, sizeof(double));
-		transform_conjugate_diagonal(&tr, stats->second_moment, sigma_t);
-
-		pthread_mutex_lock(&c->lock);
-		memcpy(c->weight_after, weights, (size_t)dim * sizeof(float));
-		for (int i = 0; i < dim; i++) {
-			c->act_before[i] = (float)sqrt(fmax(stats->second_moment[(size_t)i * dim + i], 0));
-			c->act_after[i] = (float)sqrt(fmax(sigma_t[i], 0));
-		}
-		pthread_mutex_unlock(&c->lock);
+	if (transform_build(spec, stats, &layers, &tr, &err) != 0) {
+		snprintf(out->note, sizeof(out->note), "transform %s failed: %.100s", out->spec,
+			 err.message);
+		return;
 	}
-	free(sigma_t);
-	free(weights);
-	transform_free(&tr);
+	{
+		double *diagonal = alloc_array((size_t)dim, sizeof(double));
 
-	pthread_mutex_lock(&c->lock);
-	c->profile_valid = true;
-	c->profile_generation = c->generation;
-	transform_spec_format(spec, c->profile_spec, sizeof(c->profile_spec));
-	pthread_mutex_unlock(&c->lock);
+		transform_conjugate_diagonal(&tr, stats->second_moment, diagonal);
+		for (int i = 0; i < dim; i++)
+			out->act_after[i] = (float)sqrt(fmax(diagonal[i], 0));
+		free(diagonal);
+	}
+	profile_moved_weights(&layers, &tr, dim, out->weight_after);
+	out->has_after = true;
+	transform_free(&tr);
 }
 
 /* Picks the next job under c->lock: a detail transform first, then a reference.
@@ -186,19 +192,27 @@ compare_main(void *arg)
 		struct site_result result;
 		int rc;
 
-		if (c->detail_site >= 0 && c->detail_generation == c->generation &&
-		    (!c->profile_valid || c->profile_generation != c->generation)) {
-			/* Profiles follow the site's current transform in the main analysis. */
+		if (c->detail_site >= 0 && c->profile_claimed != c->profile_wanted) {
+			/* Profiles follow the site's current transform in the main analysis,
+			 * and a newer request discards this one when it ends. */
+			unsigned claim = c->profile_wanted;
 			int s = c->detail_site;
+			struct tui_profile fresh;
 
+			c->profile_claimed = claim;
 			pthread_mutex_lock(&t->a->lock);
 			spec = t->a->sites[s].spec;
 			pthread_mutex_unlock(&t->a->lock);
-			c->profile_valid = true; /* claimed; set again when filled */
-			c->profile_generation = c->generation;
 			pthread_mutex_unlock(&c->lock);
-			compare_profiles(c, s, &spec);
+			profile_compute(c->priv, s, &spec, &fresh);
 			pthread_mutex_lock(&c->lock);
+			if (claim == c->profile_wanted) {
+				profile_free(&c->profile);
+				c->profile = fresh;
+				c->profile_done = claim;
+			} else {
+				profile_free(&fresh);
+			}
 			continue;
 		}
 		if (!compare_next_job(c, &site, &k)) {
@@ -251,6 +265,7 @@ tui_compare_start(struct tui *t)
 	c->ref_generation = alloc_zeroed((size_t)n, sizeof(*c->ref_generation));
 	c->ref_valid = alloc_zeroed((size_t)n, sizeof(*c->ref_valid));
 	c->detail_site = -1;
+	c->profile.site = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	if (pthread_create(&c->thread, NULL, compare_main, t) != 0)
@@ -276,10 +291,7 @@ tui_compare_stop(struct tui *t)
 	free(c->reference);
 	free(c->ref_generation);
 	free(c->ref_valid);
-	free(c->act_before);
-	free(c->act_after);
-	free(c->weight_before);
-	free(c->weight_after);
+	profile_free(&c->profile);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
 }
@@ -312,7 +324,7 @@ tui_compare_request_detail(struct tui *t, int site)
 			c->detail_state[k] = 0;
 	}
 	/* The site's transform may have changed: recompute its profiles. */
-	c->profile_valid = false;
+	c->profile_wanted++;
 	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 }

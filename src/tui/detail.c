@@ -152,12 +152,17 @@ draw_transforms(struct tui *t, int y, const struct tui_row *r, int max_y)
 	return y;
 }
 
-/* A row of sparkline cells, one per channel or per group of channels when d is
- * wider than the screen (the group's maximum, so an outlier stays visible). */
+static float profile_max(const float *v, int dim);
+
+/* A row of sparkline cells scaled to the row's own maximum, which follows it: one
+ * cell per channel, or per group of channels when d is wider than the screen (the
+ * group's maximum, so an outlier stays visible). */
 static void
-draw_profile(struct tui *t, int y, const char *label, const float *v, int dim, float scale)
+draw_profile(struct tui *t, int y, const char *label, const float *v, int dim)
 {
-	int width = t->cols - 17;
+	int width = t->cols - 17 - 11;
+	float scale = profile_max(v, dim);
+	char text[16];
 
 	mvaddnstr(y, 0, label, 16);
 	move(y, 17);
@@ -173,6 +178,8 @@ draw_profile(struct tui *t, int y, const char *label, const float *v, int dim, f
 			high = fmaxf(high, v[i]);
 		addstr(tui_spark(t, scale > 0 ? (int)(high / scale * 7.999f) : 0));
 	}
+	snprintf(text, sizeof(text), " max %.3g", scale);
+	addnstr(text, 11);
 }
 
 static int
@@ -217,40 +224,52 @@ static int
 draw_profiles(struct tui *t, int y, const struct tui_row *r, int max_y)
 {
 	struct tui_compare *c = &t->compare;
+	const struct tui_profile *p = &c->profile;
+	bool current;
 
 	pthread_mutex_lock(&c->lock);
-	if (!c->profile_valid || c->detail_site != r->index || c->weight_before == NULL) {
+	current = c->profile_done == c->profile_wanted && p->site == r->index && p->weight_before != NULL;
+	if (!current) {
 		if (y < max_y)
 			mvaddnstr(y++, 1, "computing...", t->cols - 1);
 	} else {
-		int dim = c->profile_dim;
-		float w = fmaxf(profile_max(c->weight_before, dim), profile_max(c->weight_after, dim));
+		int dim = p->dim;
 		char line[96];
 
 		if (y < max_y) {
-			snprintf(line, sizeof(line), " d = %d, after = %s; before and after share one scale", dim,
-				 c->profile_spec);
+			snprintf(line, sizeof(line), " d = %d, after = %s; each row scaled to its max",
+				 dim, p->spec);
 			mvaddnstr(y++, 0, line, t->cols);
 		}
-		if (c->has_act_profile) {
-			float x = fmaxf(profile_max(c->act_before, dim), profile_max(c->act_after, dim));
-
-			if (y < max_y)
-				draw_profile(t, y++, " x rms before", c->act_before, dim, x);
-			if (y < max_y)
-				draw_profile(t, y++, " x rms after", c->act_after, dim, x);
-		} else if (y < max_y) {
-			mvaddnstr(y++, 1, "activation profile needs calibration (--calib CACHE)",
-				  t->cols - 1);
-		}
+		if (p->note[0] != '\0' && y < max_y)
+			mvaddnstr(y++, 1, p->note, t->cols - 1);
+		if (p->has_act && y < max_y)
+			draw_profile(t, y++, " x rms before", p->act_before, dim);
+		if (p->has_act && p->has_after && y < max_y)
+			draw_profile(t, y++, " x rms after", p->act_after, dim);
 		if (y < max_y)
-			draw_profile(t, y++, " |W col| before", c->weight_before, dim, w);
-		if (y < max_y)
-			draw_profile(t, y++, c->has_act_profile ? " |W col| after" : " |W col| (no T)",
-				     c->weight_after, dim, w);
+			draw_profile(t, y++, " |W col| before", p->weight_before, dim);
+		if (p->has_after && y < max_y)
+			draw_profile(t, y++, " |W col| after", p->weight_after, dim);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return y;
+}
+
+/* Asks the comparison thread for this site's transforms and profiles when the
+ * selection or its transform changed since the last request. */
+static void
+detail_request_if_stale(struct tui *t, const struct tui_row *r)
+{
+	struct tui_compare *c = &t->compare;
+	bool stale;
+
+	pthread_mutex_lock(&c->lock);
+	stale = c->detail_site != r->index ||
+		(c->profile_done == c->profile_wanted && strcmp(c->profile.spec, r->spec) != 0);
+	pthread_mutex_unlock(&c->lock);
+	if (stale)
+		tui_compare_request_detail(t, r->index);
 }
 
 void
@@ -270,6 +289,7 @@ tui_detail_draw(struct tui *t)
 		return;
 	}
 	r = &t->table[t->order[t->selected]];
+	detail_request_if_stale(t, r);
 	pthread_mutex_lock(&t->a->lock);
 	qc = t->a->quant;
 	pthread_mutex_unlock(&t->a->lock);

@@ -55,6 +55,18 @@ struct tui_row {
 				  * predicted when there is no sample */
 };
 
+/* Channel profiles of one site: activation RMS (sqrt of the diagonal of Sx) and
+ * weight column norms over all the site's layers, before and after a transform. */
+struct tui_profile {
+	int site;
+	int dim;
+	char spec[32];           /* the transform of the "after" rows */
+	bool has_act;            /* false without calibration statistics */
+	bool has_after;          /* false when the transform could not be built */
+	char note[160];          /* why a row is missing, or empty */
+	float *act_before, *act_after, *weight_before, *weight_after;
+};
+
 /* Background evaluation that the table and detail view need beside the analysis's
  * own results: every site without transform (for the gain column and the overview)
  * and every transform of the site open in the detail view. It owns a private
@@ -78,14 +90,10 @@ struct tui_compare {
 	int detail_state[TUI_TRANSFORM_COUNT]; /* 0 pending, 1 done, -1 failed or n/a */
 	char detail_error[TUI_TRANSFORM_COUNT][ERROR_MESSAGE_MAX];
 	unsigned detail_generation;
-	/* Channel profiles of the detail site: activation RMS (sqrt diag Sx) and weight
-	 * column norms, before and after the site's current transform. */
-	int profile_dim;
-	float *act_before, *act_after, *weight_before, *weight_after;
-	bool has_act_profile;
-	bool profile_valid;
-	char profile_spec[32];
-	unsigned profile_generation;
+	/* Channel profiles of the detail site. A request bumps profile_wanted; the
+	 * profile is current when profile_done equals it. */
+	struct tui_profile profile;
+	unsigned profile_wanted, profile_claimed, profile_done;
 };
 
 struct tui_undo {
