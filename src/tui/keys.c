@@ -202,6 +202,17 @@ handle_mouse(struct tui *t)
 	}
 }
 
+/* Moves the sort to the next or previous column that is on screen. */
+static void
+change_sort_column(struct tui *t, int step)
+{
+	int n = tui_table_column_count(t);
+	int c = (int)t->sort_column < n ? (int)t->sort_column : 0;
+
+	t->sort_column = (enum tui_column)((c + step + n) % n);
+	tui_status_set(t, false, "sorted by %s", tui_column_title(t->sort_column));
+}
+
 static void
 open_view(struct tui *t, enum tui_view view)
 {
@@ -289,12 +300,10 @@ tui_handle_key(struct tui *t, int key)
 		break;
 	case '>':
 	case 's':
-		t->sort_column = (enum tui_column)((t->sort_column + 1) % COL_COUNT);
-		tui_status_set(t, false, "sorted by %s", tui_column_title(t->sort_column));
+		change_sort_column(t, 1);
 		break;
 	case '<':
-		t->sort_column = (enum tui_column)((t->sort_column + COL_COUNT - 1) % COL_COUNT);
-		tui_status_set(t, false, "sorted by %s", tui_column_title(t->sort_column));
+		change_sort_column(t, -1);
 		break;
 	case 'S':
 	case 'r':

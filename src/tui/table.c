@@ -363,6 +363,14 @@ draw_header(struct tui *t, const enum tui_column *shown, int n)
 	attrset(A_NORMAL);
 }
 
+int
+tui_table_column_count(const struct tui *t)
+{
+	enum tui_column shown[COL_COUNT];
+
+	return shown_columns(t, shown);
+}
+
 void
 tui_table_draw(struct tui *t)
 {

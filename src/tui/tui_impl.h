@@ -169,6 +169,8 @@ const char *tui_column_title(enum tui_column c);
 int tui_table_worst(const struct tui *t);
 void tui_table_select_site(struct tui *t, int site);
 int tui_table_visible_rows(const struct tui *t);
+/* Columns that fit the terminal's width; they are always the first ones. */
+int tui_table_column_count(const struct tui *t);
 double tui_db(double ratio);
 double tui_row_quality(const struct tui_row *r);
 
