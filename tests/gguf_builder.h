@@ -24,6 +24,14 @@ struct gguf_builder_options {
 	int overlap_q_k;           /* attn_k gets attn_q's offset */
 	uint64_t key_length_override; /* the first key's length field */
 	float nan_in_weights;      /* if nonzero, written into attn_q[0] */
+	float inf_in_norm;         /* if nonzero, written into output_norm[0] */
+	/* Raw metadata pairs appended after the usual ones, counted as extra_kv entries. */
+	const unsigned char *extra_kv;
+	size_t extra_kv_size;
+	uint64_t extra_kv_entries;
+	/* A raw tensor info appended after the usual ones and counted as one more tensor. */
+	const unsigned char *extra_tensor;
+	size_t extra_tensor_size;
 };
 
 enum { GB_DIM = 8, GB_HIDDEN = 16, GB_HEADS = 2, GB_KV_HEADS = 1, GB_VOCAB = 8, GB_LAYERS = 1 };
@@ -138,9 +146,9 @@ gguf_builder_write(const char *path, const struct gguf_builder_options *o)
 
 	gb_u32(&b, o->magic ? o->magic : 0x46554747u);
 	gb_u32(&b, o->version ? o->version : 3);
-	gb_u64(&b, (uint64_t)written + o->extra_tensor_count);
+	gb_u64(&b, (uint64_t)written + o->extra_tensor_count + (o->extra_tensor_size > 0));
 	kv_count = 13;
-	gb_u64(&b, (uint64_t)kv_count + o->extra_kv_count);
+	gb_u64(&b, (uint64_t)kv_count + o->extra_kv_count + o->extra_kv_entries);
 	/* The first key, with a length field that may be damaged. */
 	gb_u64(&b, o->key_length_override ? o->key_length_override : strlen("general.architecture"));
 	gb_put(&b, "general.architecture", strlen("general.architecture"));
@@ -172,6 +180,8 @@ gguf_builder_write(const char *path, const struct gguf_builder_options *o)
 
 		gb_put(&b, &s, 4);
 	}
+	if (o->extra_kv_size > 0)
+		gb_put(&b, o->extra_kv, o->extra_kv_size);
 
 	for (int i = 0; i < nt; i++) {
 		if (o->skip_tensor && strcmp(t[i].name, o->skip_tensor) == 0)
@@ -183,6 +193,8 @@ gguf_builder_write(const char *path, const struct gguf_builder_options *o)
 		gb_u32(&b, t[i].type);
 		gb_u64(&b, t[i].offset);
 	}
+	if (o->extra_tensor_size > 0)
+		gb_put(&b, o->extra_tensor, o->extra_tensor_size);
 	while (b.size % 32 != 0)
 		gb_put(&b, "", 1);
 	/* Data: small deterministic values; norms are 1. */
@@ -202,6 +214,8 @@ gguf_builder_write(const char *path, const struct gguf_builder_options *o)
 		}
 		if (o->nan_in_weights != 0.0f && strcmp(t[i].name, "blk.0.attn_q.weight") == 0)
 			memcpy(b.data + data_start + t[i].offset, &o->nan_in_weights, 4);
+		if (o->inf_in_norm != 0.0f && strcmp(t[i].name, "output_norm.weight") == 0)
+			memcpy(b.data + data_start + t[i].offset, &o->inf_in_norm, 4);
 	}
 	f = fopen(path, "wb");
 	if (f == NULL)

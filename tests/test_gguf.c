@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -236,6 +237,306 @@ real_model_metadata_reads(void **state)
 	gguf_close(f);
 }
 
+/* Shapes of a hostile metadata pair appended to the valid tiny model. */
+enum hostile_kv_shape {
+	KV_STRING_LENGTH, /* a string value whose length field is count */
+	KV_ARRAY,         /* an array of count elements of type, with 16 bytes after it
+			   * unless it is empty */
+	KV_NESTED,        /* depth arrays of one array each, the innermost of count of type */
+	KV_VALUE_TYPE,    /* a value of type, followed by 8 bytes */
+	KV_RAW_KEY,       /* a uint32 value under the key bytes */
+};
+
+struct hostile_kv_case {
+	const char *name;
+	enum hostile_kv_shape shape;
+	uint32_t type;
+	uint64_t count;
+	int depth;
+	const char *key;
+	const char *expected; /* NULL when the file must load */
+};
+
+static void
+hostile_kv_bytes(const struct hostile_kv_case *k, struct gb_buffer *b)
+{
+	static const unsigned char filler[16] = { 0 };
+
+	gb_string(b, k->shape == KV_RAW_KEY ? k->key : "hostile.key");
+	switch (k->shape) {
+	case KV_STRING_LENGTH:
+		gb_u32(b, 8);
+		gb_u64(b, k->count);
+		gb_put(b, "abcd", 4);
+		break;
+	case KV_ARRAY:
+		gb_u32(b, 9);
+		gb_u32(b, k->type);
+		gb_u64(b, k->count);
+		/* An empty array must be followed by the next pair at once. */
+		if (k->count > 0)
+			gb_put(b, filler, sizeof(filler));
+		break;
+	case KV_NESTED:
+		gb_u32(b, 9);
+		for (int d = 1; d < k->depth; d++) {
+			gb_u32(b, 9);
+			gb_u64(b, 1);
+		}
+		gb_u32(b, k->type);
+		gb_u64(b, k->count);
+		gb_put(b, filler, 4);
+		break;
+	case KV_VALUE_TYPE:
+		gb_u32(b, k->type);
+		gb_put(b, filler, 8);
+		break;
+	case KV_RAW_KEY:
+		gb_u32(b, 4);
+		gb_u32(b, 7);
+		break;
+	}
+}
+
+static void
+hostile_metadata_fails_cleanly(void **state)
+{
+	const uint64_t two32 = (uint64_t)1 << 32;
+	const struct hostile_kv_case cases[] = {
+		{ "string-2^32", KV_STRING_LENGTH, 0, two32, 0, NULL, "past the end" },
+		{ "string-2^63", KV_STRING_LENGTH, 0, (uint64_t)1 << 63, 0, NULL, "past the end" },
+		{ "string-2^64", KV_STRING_LENGTH, 0, UINT64_MAX, 0, NULL, "past the end" },
+		{ "string-2^64-8", KV_STRING_LENGTH, 0, UINT64_MAX - 7, 0, NULL, "past the end" },
+		{ "u8-array-2^32", KV_ARRAY, 0, two32, 0, NULL, "past the end" },
+		{ "u8-array-2^64", KV_ARRAY, 0, UINT64_MAX, 0, NULL, "past the end" },
+		{ "u32-array-2^62", KV_ARRAY, 4, (uint64_t)1 << 62, 0, NULL, "past the end" },
+		{ "u64-array-2^61", KV_ARRAY, 10, (uint64_t)1 << 61, 0, NULL, "past the end" },
+		{ "f64-array-2^64", KV_ARRAY, 12, UINT64_MAX, 0, NULL, "past the end" },
+		{ "string-array-2^32", KV_ARRAY, 8, two32, 0, NULL, "past the end" },
+		{ "string-array-2^61", KV_ARRAY, 8, (uint64_t)1 << 61, 0, NULL, "past the end" },
+		{ "string-array-2^64", KV_ARRAY, 8, UINT64_MAX, 0, NULL, "past the end" },
+		{ "string-array-3", KV_ARRAY, 8, 3, 0, NULL, "past the end" },
+		{ "array-array-2^64", KV_ARRAY, 9, UINT64_MAX, 0, NULL, "past the end" },
+		{ "array-type-13", KV_ARRAY, 13, 1, 0, NULL, "element type 13" },
+		{ "array-type-2^32", KV_ARRAY, UINT32_MAX, 1, 0, NULL, "element type 4294967295" },
+		{ "nested-4-u8-2^64", KV_NESTED, 0, UINT64_MAX, 4, NULL, "past the end" },
+		{ "nested-4-strings-2^32", KV_NESTED, 8, two32, 4, NULL, "past the end" },
+		{ "nested-5", KV_NESTED, 0, 4, 5, NULL, "nested too deeply" },
+		{ "nested-100", KV_NESTED, 0, 4, 100, NULL, "nested too deeply" },
+		{ "value-type-13", KV_VALUE_TYPE, 13, 0, 0, NULL, "unknown value type 13" },
+		{ "value-type-2^32", KV_VALUE_TYPE, UINT32_MAX, 0, 0, NULL, "unknown value type 4294967295" },
+		{ "key-latin1", KV_RAW_KEY, 0, 0, 0, "caf\xe9", "UTF-8" },
+		{ "key-overlong", KV_RAW_KEY, 0, 0, 0, "\xc0\xaf", "UTF-8" },
+		{ "key-surrogate", KV_RAW_KEY, 0, 0, 0, "\xed\xa0\x80", "UTF-8" },
+		{ "key-duplicate", KV_RAW_KEY, 0, 0, 0, "llama.block_count", "appears twice" },
+		/* These are valid and must load. */
+		{ "nested-4", KV_NESTED, 0, 4, 4, NULL, NULL },
+		{ "empty-string-array", KV_ARRAY, 8, 0, 0, NULL, NULL },
+		{ "key-utf8", KV_RAW_KEY, 0, 0, 0, "caf\xc3\xa9.\xe2\x96\x81", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct gguf_builder_options o = { 0 };
+		struct gb_buffer kv = { 0 };
+		char name[64];
+		const char *path;
+
+		hostile_kv_bytes(&cases[i], &kv);
+		o.extra_kv = kv.data;
+		o.extra_kv_size = kv.size;
+		o.extra_kv_entries = 1;
+		snprintf(name, sizeof(name), "kv-%s.gguf", cases[i].name);
+		path = scratch_file(name);
+		assert_true(gguf_builder_write(path, &o) > 0);
+		free(kv.data);
+		if (cases[i].expected != NULL) {
+			assert_load_fails(path, cases[i].expected);
+		} else {
+			struct error err;
+			struct model *m = model_load(path, &err);
+
+			if (m == NULL)
+				fail_msg("%s should load: %s", cases[i].name, err.message);
+			model_free(m);
+		}
+	}
+}
+
+struct hostile_tensor_case {
+	const char *name;
+	uint64_t name_length; /* 0: the length of "hostile" */
+	uint32_t n_dims;
+	uint64_t ne[GGUF_MAX_DIMS];
+	uint32_t type;
+	uint64_t offset;
+	const char *expected;
+};
+
+static void
+hostile_tensor_infos_fail_cleanly(void **state)
+{
+	const uint64_t two32 = (uint64_t)1 << 32;
+	const struct hostile_tensor_case cases[] = {
+		{ "name-2^32", two32, 1, { 32 }, 0, 0, "past the end" },
+		{ "name-2^64", UINT64_MAX, 1, { 32 }, 0, 0, "past the end" },
+		{ "dims-0", 0, 0, { 32 }, 0, 0, "0 dimensions" },
+		{ "dims-5", 0, 5, { 32 }, 0, 0, "5 dimensions" },
+		{ "dims-2^32", 0, UINT32_MAX, { 32 }, 0, 0, "4294967295 dimensions" },
+		{ "ne-0", 0, 2, { 32, 0 }, 0, 0, "invalid shape" },
+		{ "ne-2^63", 0, 1, { (uint64_t)1 << 63 }, 0, 0, "invalid shape" },
+		{ "ne-2^64", 0, 1, { UINT64_MAX }, 0, 0, "invalid shape" },
+		{ "ne-2^32-squared", 0, 2, { two32, two32 }, 0, 0, "invalid shape" },
+		{ "ne-4d-overflow", 0, 4, { 1 << 16, 1 << 16, 1 << 16, 1 << 16 }, 0, 0, "invalid shape" },
+		{ "f32-bytes-overflow", 0, 1, { (uint64_t)1 << 62 }, 0, 0, "does not read" },
+		{ "type-2^32", 0, 1, { 32 }, UINT32_MAX, 0, "type 4294967295" },
+		{ "q8-partial-block", 0, 1, { 33 }, 8, 0, "whole number of blocks" },
+		{ "offset-2^64", 0, 1, { 32 }, 0, UINT64_MAX - 31, "outside the data section" },
+		{ "offset-2^63", 0, 1, { 32 }, 0, (uint64_t)1 << 63, "outside the data section" },
+		{ "offset-2^32", 0, 1, { 32 }, 0, two32, "outside the data section" },
+		{ "size-2^42", 0, 2, { two32, 1024 }, 0, 0, "outside the data section" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct hostile_tensor_case *k = &cases[i];
+		struct gguf_builder_options o = { 0 };
+		struct gb_buffer info = { 0 };
+		char name[64];
+		const char *path;
+
+		gb_u64(&info, k->name_length ? k->name_length : strlen("hostile"));
+		gb_put(&info, "hostile", strlen("hostile"));
+		gb_u32(&info, k->n_dims);
+		for (uint32_t d = 0; d < k->n_dims && d < GGUF_MAX_DIMS; d++)
+			gb_u64(&info, k->ne[d]);
+		gb_u32(&info, k->type);
+		gb_u64(&info, k->offset);
+		o.extra_tensor = info.data;
+		o.extra_tensor_size = info.size;
+		snprintf(name, sizeof(name), "tensor-%s.gguf", k->name);
+		path = scratch_file(name);
+		assert_true(gguf_builder_write(path, &o) > 0);
+		free(info.data);
+		assert_load_fails(path, k->expected);
+	}
+}
+
+/* Loads path in a child process and returns how far the child's peak RSS rose, in KB. */
+static long
+load_rss_growth_kb(const char *path)
+{
+	int fds[2];
+	pid_t pid;
+	long growth = -1;
+	int status;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rusage before, after;
+		struct error err;
+		struct model *m;
+
+		close(fds[0]);
+		getrusage(RUSAGE_SELF, &before);
+		m = model_load(path, &err);
+		getrusage(RUSAGE_SELF, &after);
+		growth = m == NULL ? after.ru_maxrss - before.ru_maxrss : -2;
+		model_free(m);
+		if (write(fds[1], &growth, sizeof(growth)) != sizeof(growth))
+			_exit(2);
+		_exit(0);
+	}
+	close(fds[1]);
+	if (read(fds[0], &growth, sizeof(growth)) != sizeof(growth))
+		growth = -3;
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return growth;
+}
+
+/* A tensor that declares 4 TiB must be rejected by comparing it with the file before
+ * any buffer of that size is allocated or touched. */
+static void
+huge_declarations_fail_before_allocation(void **state)
+{
+	struct gguf_builder_options o = { 0 };
+	struct gb_buffer info = { 0 };
+	const char *tensor_path = scratch_file("huge-tensor.gguf");
+	long growth;
+
+	gb_string(&info, "huge.weight");
+	gb_u32(&info, 2);
+	gb_u64(&info, (uint64_t)1 << 30);
+	gb_u64(&info, 1024);
+	gb_u32(&info, 0);
+	gb_u64(&info, 0);
+	o.extra_tensor = info.data;
+	o.extra_tensor_size = info.size;
+	assert_true(gguf_builder_write(tensor_path, &o) > 0);
+	free(info.data);
+	growth = load_rss_growth_kb(tensor_path);
+	if (growth < 0 || growth > 32 * 1024)
+		fail_msg("loading %s grew the peak RSS by %ld KB (at most 32 MB expected)", tensor_path,
+			 growth);
+}
+
+/* Runs two tokens through a model and returns how many logits are not finite. */
+static int
+count_nonfinite_logits(struct model *m)
+{
+	const int32_t tokens[2] = { 1, 4 };
+	struct model_kv_cache *cache = model_kv_cache_new(&m->config, 2);
+	struct model_workspace *ws = model_workspace_new(&m->config, 2, 2);
+	float *logits = calloc((size_t)2 * m->config.vocab_size, sizeof(float));
+	struct error err;
+	int nonfinite = 0;
+
+	assert_non_null(logits);
+	if (model_forward(m, NULL, ws, cache, tokens, 2, logits, NULL, &err) == 0) {
+		for (int i = 0; i < 2 * m->config.vocab_size; i++)
+			nonfinite += !isfinite(logits[i]);
+	} else {
+		/* A clear error is an accepted outcome too; it must name something. */
+		assert_true(err.message[0] != '\0');
+		nonfinite = -1;
+	}
+	free(logits);
+	model_workspace_free(ws);
+	model_kv_cache_free(cache);
+	return nonfinite;
+}
+
+static void
+nonfinite_weights_load_and_run(void **state)
+{
+	const float values[] = { NAN, INFINITY, -INFINITY };
+	const char *names[] = { "nan", "inf", "-inf" };
+
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		struct gguf_builder_options o = { 0 };
+		char name[64];
+		const char *path;
+		struct error err;
+		struct model *m;
+		int nonfinite;
+
+		o.nan_in_weights = values[i];
+		o.inf_in_norm = values[i];
+		snprintf(name, sizeof(name), "weights-%s.gguf", names[i]);
+		path = scratch_file(name);
+		assert_true(gguf_builder_write(path, &o) > 0);
+		m = model_load(path, &err);
+		if (m == NULL)
+			fail_msg("%s should load: %s", path, err.message);
+		nonfinite = count_nonfinite_logits(m);
+		if (nonfinite == 0)
+			fail_msg("%s: a %s weight gave only finite logits", path, names[i]);
+		model_free(m);
+	}
+}
+
 int
 main(void)
 {
@@ -245,6 +546,10 @@ main(void)
 		cmocka_unit_test(damaged_files_fail_cleanly),
 		cmocka_unit_test(missing_and_empty_files_fail),
 		cmocka_unit_test(real_model_metadata_reads),
+		cmocka_unit_test(hostile_metadata_fails_cleanly),
+		cmocka_unit_test(hostile_tensor_infos_fail_cleanly),
+		cmocka_unit_test(huge_declarations_fail_before_allocation),
+		cmocka_unit_test(nonfinite_weights_load_and_run),
 	};
 
 	return cmocka_run_group_tests_name("gguf", tests, setup, teardown);

@@ -278,6 +278,41 @@ gguf_copy_name(struct gguf_cursor *c, const struct gguf_string *s, const char *w
 }
 
 static int
+gguf_compare_keys(const void *a, const void *b)
+{
+	const struct gguf_kv *x = *(const struct gguf_kv *const *)a;
+	const struct gguf_kv *y = *(const struct gguf_kv *const *)b;
+
+	return strcmp(x->key, y->key);
+}
+
+/* Rejects a key that appears twice, because the format does not say which copy wins and
+ * two readers could then see two different models. Sorting keeps this O(n log n). */
+static int
+gguf_check_unique_keys(struct gguf_cursor *c, const struct gguf_file *file)
+{
+	const struct gguf_kv **order;
+	int rc = 0;
+
+	if (file->n_kv < 2)
+		return 0;
+	order = alloc_array(file->n_kv, sizeof(*order));
+	for (uint64_t i = 0; i < file->n_kv; i++)
+		order[i] = &file->kv[i];
+	qsort(order, file->n_kv, sizeof(*order), gguf_compare_keys);
+	for (uint64_t i = 1; i < file->n_kv && rc == 0; i++) {
+		if (strcmp(order[i - 1]->key, order[i]->key) == 0) {
+			char message[128];
+
+			snprintf(message, sizeof(message), "metadata key '%.64s' appears twice", order[i]->key);
+			rc = gguf_fail(c, message);
+		}
+	}
+	free(order);
+	return rc;
+}
+
+static int
 gguf_read_header_kv(struct gguf_cursor *c, struct gguf_file *file)
 {
 	/* A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes. */
@@ -312,7 +347,7 @@ gguf_read_header_kv(struct gguf_cursor *c, struct gguf_file *file)
 			return -1;
 		}
 	}
-	return 0;
+	return gguf_check_unique_keys(c, file);
 }
 
 static int
