@@ -1,7 +1,13 @@
 /* The comparison thread: evaluates every site without transform (the reference of
  * the gain column and the overview) and every transform of the site open in the
  * detail view, on a private analysis so that it never races the analysis worker.
- * The detail site goes first because the user is looking at it. */
+ * The detail site goes first because the user is looking at it.
+ *
+ * NOTE: this thread and the analysis worker call BLAS at the same time. A threaded
+ * OpenBLAS locks its shared buffers for that, but a single-threaded one needs
+ * USE_LOCKING=1 (OpenBLAS 0.3.7 release notes). With the Debian pthreads build of
+ * 0.3.21, ThreadSanitizer reports races only inside OpenBLAS, whose locks it
+ * cannot see. */
 #include "config.h"
 
 #include <math.h>

@@ -59,7 +59,7 @@ tui_overview_draw(struct tui *t)
 		bool selected = t->n_order > 0 && t->order[t->selected] == i;
 		double now = tui_row_quality(r);
 		double ref = r->has_reference ? r->reference_db : NAN;
-		char line[64], now_text[16] = "      -", ref_text[16] = "      -";
+		char line[128], now_text[16] = "      -", ref_text[16] = "      -";
 
 		if (!isnan(now))
 			snprintf(now_text, sizeof(now_text), "%7.1f", now);
