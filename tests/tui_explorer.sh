@@ -59,10 +59,12 @@ rows() {
 	screen | grep '^blk\.'
 }
 
+# Starts the explorer in a WIDTH x HEIGHT session with extra arguments and an
+# optional environment assignment such as NO_COLOR=1.
 start() {
 	rm -f "$scratch/exit"
 	tm new-session -d -s explorer -x "$1" -y "$2" \
-		"$CATSCOPE '$MODEL' $3; echo \$? >'$scratch/exit'; sleep 30" ||
+		"env ${4:-} $CATSCOPE '$MODEL' $3; echo \$? >'$scratch/exit'; sleep 30" ||
 		fail "tmux could not start a session"
 }
 
@@ -206,6 +208,13 @@ wait_for 'blk.4.ffn_down'
 wait_idle
 tm capture-pane -p -e -t explorer | grep -q "$(printf '\033')\[[0-9;]*3[1-6]m" &&
 	fail "--no-color still shows colour"
+keys Q
+tm kill-session -t explorer
+start 80 24 "" NO_COLOR=1
+wait_for 'blk.4.ffn_down'
+wait_idle
+tm capture-pane -p -e -t explorer | grep -q "$(printf '\033')\[[0-9;]*3[1-6]m" &&
+	fail "NO_COLOR=1 still shows colour"
 keys Q
 tm kill-session -t explorer
 

@@ -141,7 +141,7 @@ row_value(const struct tui_row *r, enum tui_column c)
 	case COL_GAP:
 		return done ? s->gap_db : NAN;
 	case COL_BEST:
-		/* A* is skipped (NaN) above the full-size limit, and then A*_k stands in. */
+		/* A* is skipped (NaN) above the full-size limit, so A*_k is shown instead. */
 		if (!done)
 			return NAN;
 		return tui_db(isnan(s->best_full) ? s->best_k : s->best_full);
