@@ -23,7 +23,10 @@ wait_for() {
 	i=0
 	while ! screen | grep -q -- "$1"; do
 		i=$((i + 1))
-		[ "$i" -lt 300 ] || { screen >&2; fail "timed out waiting for '$1' on the screen"; }
+		if [ "$i" -ge 300 ]; then
+			screen >&2
+			fail "timed out waiting for '$1' on the screen"
+		fi
 		sleep 0.1
 	done
 }
@@ -33,7 +36,10 @@ wait_idle() {
 	i=0
 	while screen | tail -n 1 | grep -q -e computing -e comparing; do
 		i=$((i + 1))
-		[ "$i" -lt 600 ] || { screen >&2; fail "the explorer never finished computing"; }
+		if [ "$i" -ge 600 ]; then
+			screen >&2
+			fail "timed out after 60 s waiting for the explorer to finish computing"
+		fi
 		sleep 0.1
 	done
 }

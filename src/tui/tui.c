@@ -88,6 +88,9 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 
 	log_set_sink(NULL, NULL);
 	tui_screen_stop();
+	/* NOTE: the engine has no cancellation point, so quitting waits for the site
+	 * evaluation in progress here to finish. The analysis worker does the same when
+	 * the caller frees the analysis. On a large model that can take seconds. */
 	tui_compare_stop(t);
 out:
 	tui_undo_free(t);
