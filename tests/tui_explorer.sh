@@ -12,7 +12,9 @@ socket="catscope-test-$$"
 tm() {
 	"$TMUX_CMD" -L "$socket" "$@"
 }
-trap 'tm kill-server 2>/dev/null; rm -rf "$scratch"' EXIT
+socket_path=""
+# kill-server leaves the socket file behind, so the trap removes it too.
+trap 'tm kill-server 2>/dev/null; [ -n "$socket_path" ] && rm -f "$socket_path"; rm -rf "$scratch"' EXIT
 
 screen() {
 	tm capture-pane -p -t explorer
@@ -77,6 +79,7 @@ start() {
 # A session that keeps the private server alive between explorer sessions, so
 # that killing one does not race the server's exit with the next start.
 tm new-session -d -s keeper -x 80 -y 24 "sleep 600" || fail "tmux could not start its server"
+socket_path=$(tm display-message -p -t keeper '#{socket_path}')
 
 start 80 24 ""
 wait_for 'blk.4.ffn_down'
