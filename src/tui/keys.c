@@ -236,10 +236,9 @@ tui_handle_key(struct tui *t, int key)
 		tui_filter_key(t, key);
 		return;
 	}
+	/* Any key leaves the help, and is not acted on further. */
 	if (t->view == TUI_VIEW_HELP && key != KEY_RESIZE && key != KEY_MOUSE) {
 		t->view = t->previous_view;
-		if (key != 'q')
-			return;
 		return;
 	}
 	switch (key) {
