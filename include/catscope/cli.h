@@ -13,6 +13,8 @@
 #include "catscope/transform.h"
 
 int cli_eval(int argc, char **argv);
+/* The explorer; argv[0] is the model. */
+int cli_explore(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_calibrate(int argc, char **argv);
 int cli_info(int argc, char **argv);

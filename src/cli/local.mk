@@ -1,5 +1,6 @@
 # Command line: one file per command.
 catscope_SOURCES += src/cli/main.c src/cli/cli_common.c src/cli/cmd_eval.c src/cli/cmd_generate.c
+catscope_SOURCES += src/cli/cmd_explore.c
 catscope_SOURCES += src/cli/cmd_calibrate.c src/cli/cmd_info.c
 catscope_SOURCES += src/cli/cmd_report.c src/cli/report_output.c
 noinst_HEADERS += include/catscope/report.h

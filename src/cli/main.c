@@ -24,7 +24,8 @@ static const struct cli_command cli_commands[] = {
 static void
 cli_print_help(FILE *out)
 {
-	fprintf(out, "usage: catscope COMMAND [ARGS...]\n\n"
+	fprintf(out, "usage: catscope COMMAND [ARGS...]\n"
+		     "       catscope MODEL [--calib CACHE]   (the interactive explorer)\n\n"
 		     "catscope explores the quantization error of language models.\n\n"
 		     "commands:\n");
 	for (size_t i = 0; i < sizeof(cli_commands) / sizeof(cli_commands[0]); i++)
@@ -49,7 +50,10 @@ main(int argc, char **argv)
 		if (strcmp(argv[1], cli_commands[i].name) == 0)
 			return cli_commands[i].run(argc - 1, argv + 1);
 	}
-	fprintf(stderr, "catscope: unknown command '%s'; run 'catscope --help' for the list\n",
+	/* Anything else that is not an option names a model to explore. */
+	if (argv[1][0] != '-')
+		return cli_explore(argc - 1, argv + 1);
+	fprintf(stderr, "catscope: unknown option '%s'; run 'catscope --help' for the list\n",
 		argv[1]);
 	return 2;
 }

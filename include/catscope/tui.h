@@ -1,0 +1,32 @@
+/* The explorer: an ncurses view of an analysis, one row per site, with a detail
+ * view, a model overview and keys that change transforms and the quantizer.
+ *
+ * tui_run takes over the terminal until the user quits and restores it on every
+ * exit path, including a fatal error (through log_set_fatal_hook). The analysis
+ * worker must be running or the table never fills; tui_run starts it if needed and
+ * leaves it running. Only presentation lives here: every number comes from the
+ * engine through the analysis. */
+#ifndef CATSCOPE_TUI_H
+#define CATSCOPE_TUI_H
+
+#include <stdbool.h>
+
+#include "catscope/analysis.h"
+#include "catscope/error.h"
+
+struct tui_options {
+	bool no_color;           /* monochrome, also set by a non-empty NO_COLOR */
+	bool ascii;              /* ASCII bars instead of Unicode blocks, also set by a
+				  * locale whose codeset is not UTF-8 */
+	const char *model_name;  /* shown in the title */
+	const char *calib_name;  /* calibration cache shown in the title, or NULL */
+	/* Saves the current state when the user presses F2; with NULL, F2 does nothing. */
+	int (*save_session)(void *ctx, struct analysis *a, struct error *err);
+	void *save_ctx;
+};
+
+/* Runs the explorer on a until the user quits. Returns 0, or -1 with err set when
+ * the terminal cannot be set up. */
+int tui_run(struct analysis *a, const struct tui_options *opt, struct error *err);
+
+#endif

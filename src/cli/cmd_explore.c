@@ -1,0 +1,106 @@
+/* catscope MODEL: the interactive explorer. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catscope/analysis.h"
+#include "catscope/cli.h"
+#include "catscope/tui.h"
+#include "catscope/workspace.h"
+
+static const char explore_usage[] =
+	"usage: catscope MODEL [--calib CACHE] [--no-color] [--ascii] [quantizer options]\n"
+	"\n"
+	"Opens the explorer on MODEL (a GGUF file or a Hugging Face directory): one row per\n"
+	"quantized input site with its concentration, alignment and SQNR, a detail view per\n"
+	"site and keys to try transforms and quantizers. Press ? inside for every key.\n"
+	"\n"
+	"  --calib CACHE  calibration statistics from 'catscope calibrate MODEL TEXT -o CACHE';\n"
+	"                 without it the activations are assumed isotropic\n"
+	"  --wbits B, --abits B  weight and activation bits, 2 to 8 (default 4)\n"
+	"  --weights PARAMS      weight quantizer: BITS[:sym|:asym][:gSIZE][:clip=R]\n"
+	"  --acts PARAMS         activation quantizer, same form\n"
+	"  --gptq                round weights with GPTQ instead of RTN\n"
+	"  --no-color     monochrome (also when NO_COLOR is set)\n"
+	"  --ascii        ASCII bars instead of Unicode block characters\n";
+
+int
+cli_explore(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "calib", required_argument, NULL, 'c' },
+		{ "no-color", no_argument, NULL, 'n' },
+		{ "ascii", no_argument, NULL, 'a' },
+		{ "wbits", required_argument, NULL, 'W' },
+		{ "abits", required_argument, NULL, 'A' },
+		{ "weights", required_argument, NULL, 'w' },
+		{ "acts", required_argument, NULL, 'x' },
+		{ "gptq", no_argument, NULL, 'g' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct tui_options topt = { 0 };
+	const char *calib = NULL;
+	int opt;
+	struct error err;
+	struct workspace ws;
+	struct analysis *a;
+	struct quant_config qc;
+	const char *slash;
+	int rc;
+
+	quant_config_default(&qc);
+
+	/* argv[0] is MODEL, so getopt starts after it and the options follow it. */
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			calib = optarg;
+			break;
+		case 'n':
+			topt.no_color = true;
+			break;
+		case 'a':
+			topt.ascii = true;
+			break;
+		case 'W':
+		case 'A':
+		case 'w':
+		case 'g':
+			if (cli_parse_quant_option("explore", opt, optarg, NULL, &qc) != 0)
+				return 2;
+			break;
+		case 'x':
+			if (cli_parse_quant_option("explore", 'a', optarg, NULL, &qc) != 0)
+				return 2;
+			break;
+		case 'h':
+			fputs(explore_usage, stdout);
+			return 0;
+		default:
+			return cli_usage_error("explore", "unknown option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("explore", "unexpected argument '%s' after the model",
+				       argv[optind]);
+	if (workspace_open(&ws, argv[0], calib, &err) != 0)
+		return cli_fail(&err);
+	a = workspace_new_analysis(&ws);
+	analysis_set_quant(a, &qc);
+
+	slash = strrchr(argv[0], '/');
+	topt.model_name = slash != NULL && slash[1] != '\0' ? slash + 1 : argv[0];
+	topt.calib_name = calib;
+	analysis_worker_start(a);
+	rc = tui_run(a, &topt, &err);
+	analysis_free(a);
+	workspace_close(&ws);
+	if (rc != 0)
+		return cli_fail(&err);
+	return 0;
+}

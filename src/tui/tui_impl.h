@@ -1,0 +1,194 @@
+/* Internal to the explorer: the state every view draws from and the functions the
+ * views, keys and screen files share. */
+#ifndef CATSCOPE_TUI_IMPL_H
+#define CATSCOPE_TUI_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "catscope/analysis.h"
+#include "catscope/tui.h"
+
+/* Transforms in the order t cycles through them and the detail view lists them. */
+#define TUI_TRANSFORM_COUNT 7
+extern const char *const tui_transform_specs[TUI_TRANSFORM_COUNT];
+/* The position of spec in that list, or -1 for a spec not listed (such as cat:32). */
+int tui_transform_index(const struct transform_spec *spec);
+
+enum tui_view { TUI_VIEW_TABLE, TUI_VIEW_DETAIL, TUI_VIEW_OVERVIEW, TUI_VIEW_HELP };
+
+enum tui_color {
+	TUI_COLOR_TITLE = 1,
+	TUI_COLOR_HEADER,
+	TUI_COLOR_SELECTED,
+	TUI_COLOR_GOOD,
+	TUI_COLOR_FAIR,
+	TUI_COLOR_BAD,
+	TUI_COLOR_DIM,
+	TUI_COLOR_STATUS,
+	TUI_COLOR_ERROR,
+	TUI_COLOR_BAR,
+	TUI_COLOR_BAR_REF,
+};
+
+/* Columns of the site table; the first ten fit 80 columns, the rest appear when
+ * the terminal is wider. */
+enum tui_column {
+	COL_SITE, COL_DIM, COL_TRANSFORM, COL_CX, COL_CW, COL_ALIGN, COL_HEADROOM,
+	COL_PREDICTED, COL_MEASURED, COL_DELTA,
+	COL_WEIGHT_ONLY, COL_ACT_ONLY, COL_GAP, COL_BEST, COL_TOKENS,
+	COL_COUNT
+};
+
+/* A snapshot of one site copied under the analysis lock, so drawing never holds it. */
+struct tui_row {
+	int index;
+	char name[32];
+	int dim;
+	char spec[32];
+	int transform;           /* tui_transform_index of the spec */
+	enum analysis_state state;
+	struct site_result result;
+	char error[ERROR_MESSAGE_MAX];
+	bool has_reference;
+	double reference_db;     /* SQNR of the site without transform: measured, or
+				  * predicted when there is no sample */
+};
+
+/* Channel profiles of one site: activation RMS (sqrt of the diagonal of Sx) and
+ * weight column norms over all the site's layers, before and after a transform. */
+struct tui_profile {
+	int site;
+	int dim;
+	char spec[32];           /* the transform of the "after" rows */
+	bool has_act;            /* false without calibration statistics */
+	bool has_after;          /* false when the transform could not be built */
+	char note[160];          /* why a row is missing, or empty */
+	float *act_before, *act_after, *weight_before, *weight_after;
+};
+
+/* Background evaluation that the table and detail view need beside the analysis's
+ * own results: every site without transform (for the gain column and the overview)
+ * and every transform of the site open in the detail view. It owns a private
+ * analysis that only its thread evaluates, so the engine is never entered twice on
+ * one analysis. */
+struct tui_compare {
+	struct analysis *priv;
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+	unsigned generation;     /* bumped by every quantizer change */
+	/* The none reference of each site, valid when ref_generation matches. */
+	struct site_result *reference;
+	unsigned *ref_generation;
+	bool *ref_valid;
+	/* Every transform of one site, for the detail view. */
+	int detail_site;         /* -1 when no detail is requested */
+	struct site_result detail[TUI_TRANSFORM_COUNT];
+	int detail_state[TUI_TRANSFORM_COUNT]; /* 0 pending, 1 done, -1 failed or n/a */
+	char detail_error[TUI_TRANSFORM_COUNT][ERROR_MESSAGE_MAX];
+	unsigned detail_generation;
+	/* Channel profiles of the detail site. A request bumps profile_wanted; the
+	 * profile is current when profile_done equals it. */
+	struct tui_profile profile;
+	unsigned profile_wanted, profile_claimed, profile_done;
+};
+
+struct tui_undo {
+	struct transform_spec *specs;
+	struct quant_config quant;
+};
+
+#define TUI_DETAIL_PANES 4
+#define TUI_UNDO_MAX 64
+#define TUI_STATUS_MAX 256
+
+struct tui {
+	struct analysis *a;
+	const struct tui_options *opt;
+	bool color;
+	bool ascii;
+	int rows, cols;
+	enum tui_view view;
+	enum tui_view previous_view;
+	bool quit;
+
+	struct tui_row *table;   /* n_sites snapshots, refreshed every frame */
+	int *order;              /* indices into table, filtered and sorted */
+	int n_order;
+	int selected;            /* position in order */
+	int top;                 /* first visible position */
+	enum tui_column sort_column;
+	bool sort_reverse;
+	char filter[64];
+	bool editing_filter;
+	int detail_pane;         /* 0 factors, 1 transforms, 2 profiles, 3 layers */
+	unsigned frame;          /* spinner phase */
+
+	struct tui_compare compare;
+	struct tui_undo undo[TUI_UNDO_MAX];
+	int n_undo;
+
+	pthread_mutex_t status_lock; /* the log sink can run on the worker thread */
+	char status[TUI_STATUS_MAX];
+	bool status_error;
+	unsigned status_frames;  /* frames left before a message fades */
+	unsigned status_repeats; /* times the shown message arrived */
+};
+
+/* screen.c */
+int tui_screen_start(struct tui *t, struct error *err);
+void tui_screen_stop(void);
+void tui_screen_resize(struct tui *t);
+int tui_attr(const struct tui *t, enum tui_color color);
+/* Draws a bar of value cells (fractions allowed) at the cursor, width cells wide. */
+void tui_draw_bar(const struct tui *t, double value, int width);
+/* A sparkline glyph for level 0..7. */
+const char *tui_spark(const struct tui *t, int level);
+
+/* status.c */
+void tui_status_init(struct tui *t);
+void tui_status_set(struct tui *t, bool error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void tui_draw_title(struct tui *t);
+void tui_draw_status(struct tui *t);
+
+/* compare.c */
+int tui_compare_start(struct tui *t);
+void tui_compare_stop(struct tui *t);
+void tui_compare_set_quant(struct tui *t, const struct quant_config *qc);
+void tui_compare_request_detail(struct tui *t, int site);
+int tui_compare_pending(struct tui *t);
+
+/* table.c */
+void tui_table_refresh(struct tui *t);
+void tui_table_draw(struct tui *t);
+const char *tui_column_title(enum tui_column c);
+int tui_table_worst(const struct tui *t);
+void tui_table_select_site(struct tui *t, int site);
+int tui_table_visible_rows(const struct tui *t);
+/* Columns that fit the terminal's width; they are always the first ones. */
+int tui_table_column_count(const struct tui *t);
+double tui_db(double ratio);
+double tui_row_quality(const struct tui_row *r);
+
+/* detail.c */
+void tui_detail_draw(struct tui *t);
+
+/* overview.c */
+void tui_overview_draw(struct tui *t);
+
+/* help.c */
+void tui_help_draw(struct tui *t);
+
+/* keys.c */
+void tui_handle_key(struct tui *t, int key);
+void tui_undo_free(struct tui *t);
+
+/* filter.c */
+void tui_filter_key(struct tui *t, int key);
+bool tui_filter_match(const struct tui *t, const struct tui_row *row);
+
+#endif
