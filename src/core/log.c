@@ -50,8 +50,12 @@ log_message(enum log_level level, const char *fmt, ...)
 	if (log_sink != NULL) {
 		log_sink(log_sink_ctx, level, message);
 	} else {
-		const char *tag = level == LOG_WARN ? "warning: " : level == LOG_ERROR ? "error: " : "";
+		const char *tag = "";
 
+		if (level == LOG_WARN)
+			tag = "warning: ";
+		else if (level == LOG_ERROR)
+			tag = "error: ";
 		fprintf(stderr, "catscope: %s%s\n", tag, message);
 	}
 	pthread_mutex_unlock(&log_lock);

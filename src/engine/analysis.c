@@ -157,8 +157,8 @@ analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
 		return -1;
 	if (transform_build(spec, stats, &layers, &t, err) != 0)
 		return -1;
-	/* Two threads may evaluate one site at once (the worker and a comparison), so each
-	 * works on a copy of the invariants; both copies are equally valid. */
+	/* The worker and a comparison may evaluate one site at once. Each works on its own
+	 * copy of the invariants, and whichever copy is stored last is as valid as the other. */
 	pthread_mutex_lock(&a->lock);
 	invariants = site->invariants;
 	pthread_mutex_unlock(&a->lock);

@@ -1,4 +1,4 @@
-/* GGUF parsing. The file is mapped read-only; a cursor walks it and every read is
+/* GGUF parsing. The file is mapped read-only and a cursor walks it. Every read is
  * bounds-checked, so no length in the file is trusted before it is compared with the
  * bytes that remain. */
 #include "config.h"

@@ -102,8 +102,8 @@ model_gguf_config(const struct gguf_file *f, struct model_config *c, struct erro
 	return model_check_config(c, f->path, err);
 }
 
-/* Finds a tensor, checks it holds rows x cols elements laid out as ggml's [cols, rows],
- * and converts it into dst unless dst is NULL. */
+/* Finds a tensor, checks that it has rows x cols elements laid out as ggml's
+ * [cols, rows], and converts it into dst unless dst is NULL. */
 static int
 model_gguf_tensor(const struct gguf_file *f, const char *name, int rows, int cols, float *dst,
 		  struct error *err)
