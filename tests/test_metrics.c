@@ -564,6 +564,30 @@ invariants_reuse_matches_fresh(void **state)
 	fixture_free(&f);
 }
 
+/* Without a sample, a transform leaves the activation noise unknown: the predictions that
+ * need it are NaN and flagged, never +Inf. */
+static void
+no_sample_prediction_is_unknown(void **state)
+{
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+	int saved;
+
+	fixture_init(&f, 96, 300, 2, two_layers, 20.0f, 11);
+	saved = f.stats.n_sample;
+	f.stats.n_sample = 0;
+	quant_config_default(&qc);
+	evaluate(&f, "hadamard", &qc, NULL, &res);
+	assert_true(res.flags & METRICS_FLAG_NO_SAMPLE);
+	assert_true(isnan(res.predicted.act_db));
+	assert_true(isnan(res.predicted.total_db));
+	assert_true(isfinite(res.predicted.weight_db));
+	assert_true(isnan(res.measured.total_db));
+	f.stats.n_sample = saved;
+	fixture_free(&f);
+}
+
 int
 main(void)
 {
@@ -585,6 +609,7 @@ main(void)
 		cmocka_unit_test(degenerate_data_flagged),
 		cmocka_unit_test(full_optimum_skipped_above_limit),
 		cmocka_unit_test(invariants_reuse_matches_fresh),
+		cmocka_unit_test(no_sample_prediction_is_unknown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,11 +29,12 @@ engine_options_default(struct engine_options *opt)
 	opt->invariants = NULL;
 }
 
-/* 10 log10(signal / noise); NaN when there is no signal, +Inf when there is no noise. */
+/* 10 log10(signal / noise); NaN when there is no signal or the noise is unknown (NaN),
+ * +Inf when there is no noise. */
 static double
 ratio_db(double signal, double noise)
 {
-	if (!(signal > 0))
+	if (!(signal > 0) || isnan(noise))
 		return NAN;
 	if (!(noise > 0))
 		return INFINITY;

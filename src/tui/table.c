@@ -100,11 +100,8 @@ tui_row_quality(const struct tui_row *r)
 		return NAN;
 	if (!isnan(r->result.measured.total_db))
 		return r->result.measured.total_db;
-	/* NOTE: without a sample the engine reports a transformed site's predicted
-	 * activation SQNR as +Inf (no activation noise counted), so that total is not
-	 * comparable with the untransformed one and counts as unknown here. */
-	if ((r->result.flags & METRICS_FLAG_NO_SAMPLE) && isinf(r->result.predicted.total_db))
-		return NAN;
+	/* Without a sample the prediction of a transformed site is NaN (its activation
+	 * noise is unknown), which the caller shows as unknown. */
 	return r->result.predicted.total_db;
 }
 
