@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -805,6 +806,23 @@ huge_record_size_not_allocated(void **state)
 	calib_result_free(r);
 }
 
+/* A FIFO given as the cache is rejected at once; the alarm turns a hang in open()
+ * into a failure. */
+static void
+fifo_cache_rejected(void **state)
+{
+	const char *path = scratch_path("fifo.cache");
+	struct error err;
+
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10);
+	assert_null(calib_cache_open(path, NULL, &err));
+	alarm(0);
+	assert_non_null(strstr(err.message, path));
+	assert_non_null(strstr(err.message, "not a regular file"));
+	unlink(path);
+}
+
 static void
 other_model_rejected(void **state)
 {
@@ -1008,6 +1026,7 @@ main(void)
 		cmocka_unit_test(hostile_counts_named),
 		cmocka_unit_test(record_size_mismatch_named),
 		cmocka_unit_test(huge_record_size_not_allocated),
+		cmocka_unit_test(fifo_cache_rejected),
 		cmocka_unit_test(other_model_rejected),
 		cmocka_unit_test(same_seed_identical_file),
 		cmocka_unit_test(interrupted_write_keeps_old),

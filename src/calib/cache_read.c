@@ -324,7 +324,9 @@ calib_cache_open(const char *path, const struct model *model, struct error *err)
 	struct calib_cache *cache = alloc_zeroed(1, sizeof(*cache));
 
 	cache->path = alloc_strdup(path);
-	cache->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK keeps a FIFO from blocking the open. cache_open_checked rejects anything
+	 * but a regular file, and O_NONBLOCK does not change reads of a regular file. */
+	cache->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (cache->fd < 0) {
 		error_set(err, "%s: cannot open the calibration cache: %s", path, strerror(errno));
 		calib_cache_close(cache);
