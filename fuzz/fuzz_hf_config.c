@@ -1,8 +1,8 @@
 /* Fuzz target: config.json of a Hugging Face model directory. The input is written as
- * config.json into a folder that also holds a tiny valid model.safetensors and
+ * config.json into a folder that also contains a tiny valid model.safetensors and
  * tokenizer.json, then the folder goes through the HF loader. The weights fit a
  * Llama-style config with hidden_size 8, intermediate_size 16, one layer, two heads
- * of 4, one key/value head and vocab_size 8, and also hold Qwen2 biases and Qwen3 head
+ * of 4, one key/value head and vocab_size 8, and also contain Qwen2 biases and Qwen3 head
  * norms, so mutations of the seeds can load and run one forward step. */
 #include "config.h"
 
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "catscope/model.h"
 #include "catscope/model_load.h"
@@ -100,6 +101,20 @@ write_weights(void)
 	free(bytes);
 }
 
+/* Removes the folder and the files the target writes, at the end of a run. */
+static void
+remove_fuzz_dir(void)
+{
+	static const char *const names[] = { "config.json", "model.safetensors", "tokenizer.json" };
+	char path[8192];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", fuzz_dir, names[i]);
+		unlink(path);
+	}
+	rmdir(fuzz_dir);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -113,6 +128,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		perror("mkdtemp");
 		abort();
 	}
+	atexit(remove_fuzz_dir);
 	write_weights();
 	fuzz_write_file(fuzz_dir, "tokenizer.json", (const uint8_t *)tokenizer, sizeof(tokenizer) - 1);
 	return 0;

@@ -1,5 +1,5 @@
 /* Fuzz target: a sharded checkpoint. The input is written as
- * model.safetensors.index.json into a folder that also holds two small valid shards,
+ * model.safetensors.index.json into a folder that also contains two small valid shards,
  * shard-a.safetensors and shard-b.safetensors, so that an index which names them
  * reaches the shard lookup, and every tensor the checkpoint accepts is converted. */
 #include "config.h"
@@ -8,13 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "catscope/safetensors.h"
 #include "fuzz_common.h"
 
 static char fuzz_dir[4096];
 
-/* Writes a valid safetensors file with the given header; the data section is zeros. */
+/* Writes a valid safetensors file with the given header and a zeroed data section. */
 static void
 write_shard(const char *name, const char *header, size_t data_size)
 {
@@ -29,6 +30,20 @@ write_shard(const char *name, const char *header, size_t data_size)
 	free(bytes);
 }
 
+/* Removes the folder and the files the target writes, at the end of a run. */
+static void
+remove_fuzz_dir(void)
+{
+	static const char *const names[] = { "model.safetensors.index.json", "shard-a.safetensors", "shard-b.safetensors" };
+	char path[8192];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", fuzz_dir, names[i]);
+		unlink(path);
+	}
+	rmdir(fuzz_dir);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -39,6 +54,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		perror("mkdtemp");
 		abort();
 	}
+	atexit(remove_fuzz_dir);
 	write_shard("shard-a.safetensors",
 		    "{\"a.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
 		    "\"a.bias\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[24,30]}}", 30);
