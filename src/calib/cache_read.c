@@ -421,8 +421,13 @@ cache_check_frame(const struct calib_cache *cache, const struct cache_entry *e,
 
 /* Decompresses a checked record into a new buffer of exactly raw_size bytes. The
  * buffer starts at 1 MiB at most and doubles only when the frame has filled it, so a
- * frame whose header declares gigabytes but whose blocks hold little fails before it
- * costs that memory. Returns NULL with err set on a corrupt frame. */
+ * frame whose header declares gigabytes but whose blocks contain little fails before
+ * it costs that memory. Returns NULL with err set on a corrupt frame.
+ *
+ * NOTE: a frame of zstd RLE blocks expands about 30000-fold, so a cache of a few MB
+ * opened without a model can still declare a dimension near CACHE_MAX_DIM and make a
+ * site load allocate hundreds of GB. Callers that know the model should pass it to
+ * calib_cache_open, which then bounds the dimensions by the model's. */
 static unsigned char *
 cache_decompress(const struct calib_cache *cache, const struct cache_entry *e,
 		 const unsigned char *packed, struct error *err)
