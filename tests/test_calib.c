@@ -715,7 +715,7 @@ record_size_mismatch_named(void **state)
 
 	/* The index declares more sample rows than the record holds. */
 	write_sample_count_lie(good, bad, 5, 0);
-	snprintf(expected, sizeof(expected), "record of site %s is corrupt (its zstd frame holds", label);
+	snprintf(expected, sizeof(expected), "record of site %s is corrupt (its zstd frame declares", label);
 	assert_cache_load_rejected(bad, expected);
 	write_sample_count_lie(good, bad, 3, 0);
 	assert_cache_load_rejected(bad, expected);
@@ -732,6 +732,67 @@ record_size_mismatch_named(void **state)
 
 	assert_non_null(cache);
 	assert_non_null(calib_cache_site(cache, r->n_blocks - 1, SITE_FFN_DOWN, &err));
+	calib_cache_close(cache);
+	calib_result_free(r);
+}
+
+/* A record larger than the 1 MiB the reader first allocates goes through the
+ * buffer's growth and comes back exactly. The values are pseudo-random, so that zstd
+ * cannot shrink the record much. */
+static void
+large_record_round_trip(void **state)
+{
+	struct calib_result *r = alloc_zeroed(1, sizeof(*r));
+	struct model_config *c = &r->provenance.config;
+	const char *path = scratch_path("large.cache");
+	struct calib_cache *cache;
+	const struct site_stats *loaded;
+	struct error err;
+	uint64_t x = 12345;
+
+	r->n_blocks = 1;
+	*c = shared_model->config;
+	c->n_layers = 1;
+	c->hidden_dim = 1024;
+	r->provenance.texts = alloc_zeroed(1, sizeof(*r->provenance.texts));
+	r->sites = alloc_zeroed(SITE_KIND_COUNT, sizeof(*r->sites));
+	for (int k = 0; k < SITE_KIND_COUNT; k++) {
+		struct site_stats *st = &r->sites[k];
+		int d = k == SITE_FFN_DOWN ? c->hidden_dim
+			: k == SITE_ATTN_OUT ? c->n_heads * c->head_dim : c->dim;
+
+		st->dim = d;
+		st->n_tokens = 300;
+		st->n_sample = k == SITE_FFN_DOWN ? 300 : 0;
+		st->mean = alloc_zeroed((size_t)d, sizeof(double));
+		st->absmax = alloc_zeroed((size_t)d, sizeof(float));
+		st->second_moment = alloc_zeroed((size_t)d * d, sizeof(double));
+		st->sample = st->n_sample ? alloc_zeroed((size_t)st->n_sample * d, sizeof(float)) : NULL;
+		for (size_t i = 0; i < (size_t)d; i++) {
+			for (size_t j = i; j < (size_t)d; j++) {
+				x = x * 6364136223846793005ull + 1442695040888963407ull;
+				st->second_moment[i * d + j] = (float)(x >> 40) / (float)(1 << 24);
+				st->second_moment[j * d + i] = st->second_moment[i * d + j];
+			}
+		}
+		for (size_t i = 0; i < (size_t)st->n_sample * d; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			st->sample[i] = (float)(x >> 40) / (float)(1 << 20) - 8.0f;
+		}
+	}
+	write_cache(path, r);
+
+	cache = calib_cache_open(path, NULL, &err);
+	assert_non_null(cache);
+	assert_true(calib_cache_summary(cache, 0, SITE_FFN_DOWN)->raw_size > (2u << 20));
+	loaded = calib_cache_site(cache, 0, SITE_FFN_DOWN, &err);
+	if (loaded == NULL)
+		fail_msg("loading the large record failed: %s", err.message);
+	assert_int_equal(loaded->n_sample, 300);
+	assert_memory_equal(loaded->second_moment, r->sites[SITE_FFN_DOWN].second_moment,
+			    (size_t)1024 * 1024 * sizeof(double));
+	assert_memory_equal(loaded->sample, r->sites[SITE_FFN_DOWN].sample,
+			    (size_t)300 * 1024 * sizeof(float));
 	calib_cache_close(cache);
 	calib_result_free(r);
 }
@@ -1026,6 +1087,7 @@ main(void)
 		cmocka_unit_test(hostile_counts_named),
 		cmocka_unit_test(record_size_mismatch_named),
 		cmocka_unit_test(huge_record_size_not_allocated),
+		cmocka_unit_test(large_record_round_trip),
 		cmocka_unit_test(fifo_cache_rejected),
 		cmocka_unit_test(other_model_rejected),
 		cmocka_unit_test(same_seed_identical_file),

@@ -413,7 +413,7 @@ cache_check_frame(const struct calib_cache *cache, const struct cache_entry *e,
 		return error_set(err, "%s: record of site %s is corrupt (its zstd frame does not "
 				 "declare its size); recalibrate", cache->path, label);
 	if (declared != m->raw_size)
-		return error_set(err, "%s: record of site %s is corrupt (its zstd frame holds %llu "
+		return error_set(err, "%s: record of site %s is corrupt (its zstd frame declares %llu "
 				 "bytes, but the index declares %" PRIu64 "); recalibrate",
 				 cache->path, label, declared, m->raw_size);
 	return 0;
@@ -439,6 +439,13 @@ cache_decompress(const struct calib_cache *cache, const struct cache_entry *e,
 	const char *problem = NULL;
 	char label[64];
 
+	if (dctx == NULL) {
+		error_set(err, "%s: out of memory for a zstd decompression context", cache->path);
+		return NULL;
+	}
+	/* The writer's level 3 uses windows of at most 2 MiB (zstd windowLog 21), and the
+	 * decoder allocates a buffer as large as the window a frame requests. */
+	ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, CACHE_ZSTD_WINDOW_LOG_MAX);
 	out.dst = alloc_bytes(out.size);
 	for (;;) {
 		size_t in_before = in.pos, out_before = out.pos;
