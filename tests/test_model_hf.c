@@ -433,7 +433,7 @@ unsupported_configs_rejected(void **state)
 	}
 }
 
-/* A FIFO named config.json is rejected at once instead of blocking the load; the
+/* A FIFO named config.json is rejected at once instead of blocking the load, and the
  * alarm turns a hang into a failure. */
 static void
 fifo_config_rejected(void **state)
