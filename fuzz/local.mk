@@ -8,6 +8,10 @@
 FUZZ_TARGETS = fuzz_gguf
 FUZZ_TARGETS += fuzz_tokenizer_json
 FUZZ_TARGETS += fuzz_tokenizer_encode
+FUZZ_TARGETS += fuzz_safetensors
+FUZZ_TARGETS += fuzz_safetensors_index
+FUZZ_TARGETS += fuzz_calib_cache
+FUZZ_TARGETS += fuzz_hf_config
 
 EXTRA_DIST += fuzz/README fuzz/build.sh fuzz/lsan.supp fuzz/corpus \
 	$(FUZZ_TARGETS:%=fuzz/%.c) fuzz/fuzz_common.h

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,8 +25,10 @@
 #include "catscope/atomicfile.h"
 #include "catscope/calib.h"
 #include "catscope/calib_cache.h"
+#include "catscope/hash.h"
 #include "catscope/model_load.h"
 #include "catscope/testutil.h"
+#include "cache_format.h"
 #include "calib_impl.h"
 
 #define TEST_CTX 128
@@ -486,6 +490,400 @@ flipped_bytes_named(void **state)
 	calib_result_free(r);
 }
 
+/* A whole cache file in memory, for tests that rewrite its fields. */
+struct cache_bytes {
+	unsigned char *data;
+	size_t size;
+	uint32_t header_size;
+	uint32_t n_sites;
+	size_t index;       /* offset of the first index entry */
+};
+
+static void
+cache_load_bytes(const char *path, struct cache_bytes *b)
+{
+	b->size = (size_t)file_size_of(path);
+	b->data = alloc_bytes(b->size);
+	FILE *f = fopen(path, "rb");
+
+	assert_non_null(f);
+	assert_int_equal(fread(b->data, 1, b->size, f), b->size);
+	fclose(f);
+	b->header_size = cache_get_u32(b->data + 12);
+	b->n_sites = cache_get_u32(b->data + 56);
+	b->index = CACHE_FIXED_SIZE + cache_get_u32(b->data + 60);
+}
+
+static unsigned char *
+cache_entry_bytes(struct cache_bytes *b, int site)
+{
+	return b->data + b->index + (size_t)site * CACHE_INDEX_ENTRY;
+}
+
+/* Writes b to path with the record checksums and the header checksum recomputed from
+ * the current bytes, so that the reader gets past them to the check under test. */
+static void
+cache_save_bytes(const char *path, struct cache_bytes *b)
+{
+	for (uint32_t s = 0; s < b->n_sites; s++) {
+		unsigned char *e = cache_entry_bytes(b, (int)s);
+		uint64_t offset = cache_get_u64(e + CACHE_ENTRY_OFFSET);
+		uint64_t length = cache_get_u64(e + CACHE_ENTRY_COMPRESSED);
+
+		if (offset <= b->size && length <= b->size - offset)
+			cache_put_u64(e + CACHE_ENTRY_CHECKSUM, hash_update(HASH_SEED, b->data + offset,
+									     length));
+	}
+	cache_put_u64(b->data + b->header_size - CACHE_CHECKSUM_SIZE,
+		      hash_update(HASH_SEED, b->data, b->header_size - CACHE_CHECKSUM_SIZE));
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(b->data, 1, b->size, f), b->size);
+	fclose(f);
+}
+
+/* Opens path and loads every site until one fails; expects that error to start with
+ * the path and to contain expected. */
+static void
+assert_cache_load_rejected(const char *path, const char *expected)
+{
+	struct error err;
+	struct calib_cache *cache;
+	int failed = 0;
+
+	error_clear(&err);
+	cache = calib_cache_open(path, NULL, &err);
+	if (cache == NULL) {
+		failed = 1;
+	} else {
+		for (int s = 0; s < calib_cache_n_blocks(cache) * SITE_KIND_COUNT && !failed; s++)
+			failed = calib_cache_site(cache, s / SITE_KIND_COUNT,
+						  (enum site_kind)(s % SITE_KIND_COUNT), &err) == NULL;
+	}
+	calib_cache_close(cache);
+	if (!failed)
+		fail_msg("%s was accepted, expected an error about '%s'", path, expected);
+	if (strncmp(err.message, path, strlen(path)) != 0)
+		fail_msg("the error does not start with the file name %s: %s", path, err.message);
+	if (strstr(err.message, expected) == NULL)
+		fail_msg("expected '%s' in the error, got: %s", expected, err.message);
+}
+
+/* Field values near 2^32 and 2^64 in the fixed header and the index. Each case
+ * changes one field of a valid cache and expects the message that names it. */
+static void
+hostile_counts_named(void **state)
+{
+	static const struct {
+		int entry;       /* -1: the fixed header */
+		int offset;      /* byte offset in the header or the entry */
+		int width;       /* 4 or 8 */
+		uint64_t value;
+		const char *expected;
+	} cases[] = {
+		{ -1, 56, 4, 0xfffffffcu, "corrupt header: 4294967292 sites" },
+		{ -1, 56, 4, 0x80000000u, "corrupt header: 2147483648 sites" },
+		{ -1, 60, 4, 0xffffffffu, "provenance of 4294967295 bytes" },
+		{ -1, 12, 4, 0xffffffffu, "sizes disagree" },
+		{ -1, 24, 4, 0xffffffffu, "corrupt header: shapes (dim -1" },
+		{ -1, 24, 4, 0x7fffffffu, "corrupt header: shapes (dim 2147483647" },
+		{ -1, 36, 4, 0x80000000u, "heads" },
+		{ 0, CACHE_ENTRY_BLOCK, 4, 0xffffffffu, "names block 4294967295" },
+		{ 0, CACHE_ENTRY_DIM, 4, 0xffffffffu, "dimension 4294967295" },
+		{ 0, CACHE_ENTRY_DIM, 4, 0x80000040u, "dimension 2147483712" },
+		{ 0, CACHE_ENTRY_N_SAMPLE, 4, 0xffffffffu, "sample count 4294967295" },
+		{ 0, CACHE_ENTRY_N_SAMPLE, 4, 0x40000000u, "sample count 1073741824" },
+		{ 0, CACHE_ENTRY_MAX_ABSMAX_CHANNEL, 4, 0xffffffffu, "largest channel 4294967295" },
+		{ 0, CACHE_ENTRY_RAW, 8, UINT64_MAX, "record size 18446744073709551615" },
+		{ 0, CACHE_ENTRY_RAW, 8, 1ull << 32, "record size 4294967296" },
+		{ 1, CACHE_ENTRY_OFFSET, 8, UINT64_MAX - 7, "lies outside the file" },
+		{ 1, CACHE_ENTRY_COMPRESSED, 8, UINT64_MAX, "lies outside the file" },
+		{ 1, CACHE_ENTRY_COMPRESSED, 8, 1ull << 32, "lies outside the file" },
+		{ 1, CACHE_ENTRY_COMPRESSED, 8, 0, "lies outside the file" },
+	};
+	struct calib_result *r = run_calibration(4, 1);
+	const char *good = scratch_path("counts-good.cache");
+	const char *bad = scratch_path("counts-bad.cache");
+	struct cache_bytes b;
+
+	write_cache(good, r);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned char *field;
+
+		cache_load_bytes(good, &b);
+		field = (cases[i].entry < 0 ? b.data : cache_entry_bytes(&b, cases[i].entry)) +
+			cases[i].offset;
+		if (cases[i].width == 4)
+			cache_put_u32(field, (uint32_t)cases[i].value);
+		else
+			cache_put_u64(field, cases[i].value);
+		cache_save_bytes(bad, &b);
+		assert_cache_load_rejected(bad, cases[i].expected);
+		free(b.data);
+	}
+	calib_result_free(r);
+}
+
+/* Rewrites the frame header of the zstd frame at packed so that it declares
+ * content_size: an 8-byte size field and a 1 MiB window, blocks and checksum kept.
+ * Returns the new frame in a new buffer and its size in *size. */
+static unsigned char *
+zstd_frame_declaring(const unsigned char *packed, size_t packed_size, uint64_t content_size,
+		     size_t *size)
+{
+	static const int size_field_bytes[4] = { 0, 2, 4, 8 };
+	unsigned char descriptor = packed[4];
+	int single_segment = descriptor >> 5 & 1;
+	int size_field = descriptor >> 6 == 0 ? single_segment : size_field_bytes[descriptor >> 6];
+	static const int dict_bytes[4] = { 0, 1, 2, 4 };
+	size_t old_header = 4 + 1 + (single_segment ? 0 : 1) + (size_t)dict_bytes[descriptor & 3] +
+			    (size_t)size_field;
+	size_t new_header = 4 + 1 + 1 + 8;
+	unsigned char *frame = alloc_bytes(packed_size - old_header + new_header);
+
+	assert_int_equal(descriptor & 3, 0);
+	memcpy(frame, packed, 4);
+	frame[4] = (unsigned char)(3 << 6 | (descriptor & 4)); /* 8-byte size, checksum flag kept */
+	frame[5] = 10 << 3;                                 /* window 2^(10 + 10) bytes */
+	cache_put_u64(frame + 6, content_size);
+	memcpy(frame + new_header, packed + old_header, packed_size - old_header);
+	*size = packed_size - old_header + new_header;
+	return frame;
+}
+
+/* Replaces the last record of b (so no other offset moves) with record, and gives it
+ * n_sample sample rows and the raw size that follows from them. */
+static void
+cache_replace_last_record(struct cache_bytes *b, const unsigned char *record, size_t record_size,
+			  uint32_t n_sample)
+{
+	unsigned char *e = cache_entry_bytes(b, (int)b->n_sites - 1);
+	uint64_t offset = cache_get_u64(e + CACHE_ENTRY_OFFSET);
+	uint32_t dim = cache_get_u32(e + CACHE_ENTRY_DIM);
+
+	b->data = alloc_resize(b->data, offset + record_size, 1);
+	e = cache_entry_bytes(b, (int)b->n_sites - 1);
+	memcpy(b->data + offset, record, record_size);
+	b->size = offset + record_size;
+	cache_put_u64(e + CACHE_ENTRY_COMPRESSED, record_size);
+	cache_put_u32(e + CACHE_ENTRY_N_SAMPLE, n_sample);
+	cache_put_u64(e + CACHE_ENTRY_RAW, cache_record_raw_size(dim, n_sample));
+}
+
+/* Builds the hostile record cases from a valid cache at good: the index declares
+ * n_sample rows; with lie set, the frame header declares the same size too, but its
+ * blocks still hold the original rows. */
+static void
+write_sample_count_lie(const char *good, const char *bad, uint32_t n_sample, int lie)
+{
+	struct cache_bytes b;
+	unsigned char *e, *record;
+	size_t record_size;
+
+	cache_load_bytes(good, &b);
+	e = cache_entry_bytes(&b, (int)b.n_sites - 1);
+	record_size = cache_get_u64(e + CACHE_ENTRY_COMPRESSED);
+	record = alloc_bytes(record_size);
+	memcpy(record, b.data + cache_get_u64(e + CACHE_ENTRY_OFFSET), record_size);
+	if (lie) {
+		uint32_t dim = cache_get_u32(e + CACHE_ENTRY_DIM);
+		unsigned char *rewritten = zstd_frame_declaring(record, record_size,
+								cache_record_raw_size(dim, n_sample),
+								&record_size);
+
+		free(record);
+		record = rewritten;
+	}
+	cache_replace_last_record(&b, record, record_size, n_sample);
+	cache_save_bytes(bad, &b);
+	free(record);
+	free(b.data);
+}
+
+static void
+record_size_mismatch_named(void **state)
+{
+	struct calib_result *r = run_calibration(4, 1);
+	const char *good = scratch_path("mismatch-good.cache");
+	const char *bad = scratch_path("mismatch-bad.cache");
+	char label[64];
+	char expected[128];
+
+	write_cache(good, r);
+	calib_site_label(label, sizeof(label), r->n_blocks - 1, SITE_FFN_DOWN);
+
+	/* The index declares more sample rows than the record holds. */
+	write_sample_count_lie(good, bad, 5, 0);
+	snprintf(expected, sizeof(expected), "record of site %s is corrupt (its zstd frame declares", label);
+	assert_cache_load_rejected(bad, expected);
+	write_sample_count_lie(good, bad, 3, 0);
+	assert_cache_load_rejected(bad, expected);
+
+	/* The frame header agrees with the index, but its blocks hold fewer bytes. */
+	write_sample_count_lie(good, bad, 5, 1);
+	snprintf(expected, sizeof(expected), "record of site %s is corrupt", label);
+	assert_cache_load_rejected(bad, expected);
+
+	/* The frame itself is unchanged and still loads: the rewriting helpers are sound. */
+	write_sample_count_lie(good, bad, 4, 1);
+	struct error err;
+	struct calib_cache *cache = calib_cache_open(bad, NULL, &err);
+
+	assert_non_null(cache);
+	assert_non_null(calib_cache_site(cache, r->n_blocks - 1, SITE_FFN_DOWN, &err));
+	calib_cache_close(cache);
+	calib_result_free(r);
+}
+
+/* A record larger than the 1 MiB the reader first allocates goes through the
+ * buffer's growth and comes back exactly. The values are pseudo-random, so that zstd
+ * cannot shrink the record much. */
+static void
+large_record_round_trip(void **state)
+{
+	struct calib_result *r = alloc_zeroed(1, sizeof(*r));
+	struct model_config *c = &r->provenance.config;
+	const char *path = scratch_path("large.cache");
+	struct calib_cache *cache;
+	const struct site_stats *loaded;
+	struct error err;
+	uint64_t x = 12345;
+
+	r->n_blocks = 1;
+	*c = shared_model->config;
+	c->n_layers = 1;
+	c->hidden_dim = 1024;
+	r->provenance.texts = alloc_zeroed(1, sizeof(*r->provenance.texts));
+	r->sites = alloc_zeroed(SITE_KIND_COUNT, sizeof(*r->sites));
+	for (int k = 0; k < SITE_KIND_COUNT; k++) {
+		struct site_stats *st = &r->sites[k];
+		int d = k == SITE_FFN_DOWN ? c->hidden_dim
+			: k == SITE_ATTN_OUT ? c->n_heads * c->head_dim : c->dim;
+
+		st->dim = d;
+		st->n_tokens = 300;
+		st->n_sample = k == SITE_FFN_DOWN ? 300 : 0;
+		st->mean = alloc_zeroed((size_t)d, sizeof(double));
+		st->absmax = alloc_zeroed((size_t)d, sizeof(float));
+		st->second_moment = alloc_zeroed((size_t)d * d, sizeof(double));
+		st->sample = st->n_sample ? alloc_zeroed((size_t)st->n_sample * d, sizeof(float)) : NULL;
+		for (size_t i = 0; i < (size_t)d; i++) {
+			for (size_t j = i; j < (size_t)d; j++) {
+				x = x * 6364136223846793005ull + 1442695040888963407ull;
+				st->second_moment[i * d + j] = (float)(x >> 40) / (float)(1 << 24);
+				st->second_moment[j * d + i] = st->second_moment[i * d + j];
+			}
+		}
+		for (size_t i = 0; i < (size_t)st->n_sample * d; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			st->sample[i] = (float)(x >> 40) / (float)(1 << 20) - 8.0f;
+		}
+	}
+	write_cache(path, r);
+
+	cache = calib_cache_open(path, NULL, &err);
+	assert_non_null(cache);
+	assert_true(calib_cache_summary(cache, 0, SITE_FFN_DOWN)->raw_size > (2u << 20));
+	loaded = calib_cache_site(cache, 0, SITE_FFN_DOWN, &err);
+	if (loaded == NULL)
+		fail_msg("loading the large record failed: %s", err.message);
+	assert_int_equal(loaded->n_sample, 300);
+	assert_memory_equal(loaded->second_moment, r->sites[SITE_FFN_DOWN].second_moment,
+			    (size_t)1024 * 1024 * sizeof(double));
+	assert_memory_equal(loaded->sample, r->sites[SITE_FFN_DOWN].sample,
+			    (size_t)300 * 1024 * sizeof(float));
+	calib_cache_close(cache);
+	calib_result_free(r);
+}
+
+/* Loads every site of path in a child process and returns the rise of its peak RSS in
+ * KiB; the child must exit cleanly after an error that contains expected. */
+static long
+load_rss_rise_kib(const char *path, const char *expected)
+{
+	int pipe_fd[2];
+	long rise = -1;
+	pid_t pid;
+	int status;
+
+	assert_int_equal(pipe(pipe_fd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rusage before, after;
+		struct error err;
+		struct calib_cache *cache;
+		int failed = 0;
+
+		close(pipe_fd[0]);
+		getrusage(RUSAGE_SELF, &before);
+		cache = calib_cache_open(path, NULL, &err);
+		failed = cache == NULL;
+		for (int s = 0; cache != NULL && s < calib_cache_n_blocks(cache) * SITE_KIND_COUNT &&
+				!failed; s++)
+			failed = calib_cache_site(cache, s / SITE_KIND_COUNT,
+						  (enum site_kind)(s % SITE_KIND_COUNT), &err) == NULL;
+		calib_cache_close(cache);
+		getrusage(RUSAGE_SELF, &after);
+		rise = after.ru_maxrss - before.ru_maxrss;
+		if (write(pipe_fd[1], &rise, sizeof(rise)) != sizeof(rise))
+			_exit(3);
+		_exit(!failed ? 10 : strstr(err.message, expected) == NULL ? 11 : 0);
+	}
+	close(pipe_fd[1]);
+	if (read(pipe_fd[0], &rise, sizeof(rise)) != sizeof(rise))
+		rise = -1;
+	close(pipe_fd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("loading %s: the child ended with wait status 0x%x (exit 10: accepted, "
+			 "11: another message, other: crashed or out of memory)", path, status);
+	return rise;
+}
+
+/* A record size of gigabytes, declared by the index alone or by the frame header as
+ * well, must be rejected before the reader allocates it. */
+static void
+huge_record_size_not_allocated(void **state)
+{
+	static const uint32_t n_samples[] = { 1u << 20, INT32_MAX / 2 };
+	struct calib_result *r = run_calibration(4, 1);
+	const char *good = scratch_path("huge-good.cache");
+	const char *bad = scratch_path("huge-bad.cache");
+	long rise;
+
+	write_cache(good, r);
+	for (size_t i = 0; i < sizeof(n_samples) / sizeof(n_samples[0]); i++) {
+		for (int lie = 0; lie <= 1; lie++) {
+			write_sample_count_lie(good, bad, n_samples[i], lie);
+			rise = load_rss_rise_kib(bad, "is corrupt");
+			if (rise < 0 || rise > 32 * 1024)
+				fail_msg("%u sample rows (frame header %s): peak RSS rose by %ld KiB, at "
+					 "most 32 MiB expected", n_samples[i], lie ? "agrees" : "differs",
+					 rise);
+		}
+	}
+	calib_result_free(r);
+}
+
+/* A FIFO given as the cache is rejected at once; the alarm turns a hang in open()
+ * into a failure. */
+static void
+fifo_cache_rejected(void **state)
+{
+	const char *path = scratch_path("fifo.cache");
+	struct error err;
+
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10);
+	assert_null(calib_cache_open(path, NULL, &err));
+	alarm(0);
+	assert_non_null(strstr(err.message, path));
+	assert_non_null(strstr(err.message, "not a regular file"));
+	unlink(path);
+}
+
 static void
 other_model_rejected(void **state)
 {
@@ -686,6 +1084,11 @@ main(void)
 		cmocka_unit_test(round_trip_keeps_everything),
 		cmocka_unit_test(truncation_detected),
 		cmocka_unit_test(flipped_bytes_named),
+		cmocka_unit_test(hostile_counts_named),
+		cmocka_unit_test(record_size_mismatch_named),
+		cmocka_unit_test(huge_record_size_not_allocated),
+		cmocka_unit_test(large_record_round_trip),
+		cmocka_unit_test(fifo_cache_rejected),
 		cmocka_unit_test(other_model_rejected),
 		cmocka_unit_test(same_seed_identical_file),
 		cmocka_unit_test(interrupted_write_keeps_old),

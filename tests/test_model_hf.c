@@ -433,6 +433,26 @@ unsupported_configs_rejected(void **state)
 	}
 }
 
+/* A FIFO named config.json is rejected at once instead of blocking the load, and the
+ * alarm turns a hang into a failure. */
+static void
+fifo_config_rejected(void **state)
+{
+	char dir[4352], path[8192];
+	struct error err;
+
+	snprintf(dir, sizeof(dir), "%s/fifo-config", scratch);
+	make_model_dir(dir, false);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10);
+	assert_null(model_load(dir, &err));
+	alarm(0);
+	print_message("%s\n", err.message);
+	assert_non_null(strstr(err.message, path));
+	assert_non_null(strstr(err.message, "not a regular file"));
+}
+
 static void
 supported_variants_accepted(void **state)
 {
@@ -604,6 +624,7 @@ main(void)
 		cmocka_unit_test(half_precision_copies_close),
 		cmocka_unit_test(sharded_copy_identical),
 		cmocka_unit_test(unsupported_configs_rejected),
+		cmocka_unit_test(fifo_config_rejected),
 		cmocka_unit_test(supported_variants_accepted),
 		cmocka_unit_test(qwen2_zero_bias_matches_llama),
 		cmocka_unit_test(qwen3_head_norms_loaded),

@@ -279,6 +279,31 @@ empty_directory_rejected(void **state)
 	assert_non_null(strstr(err.message, "neither model.safetensors"));
 }
 
+/* A FIFO under the name of the index or of the single file is rejected at once.
+ * Opening one without O_NONBLOCK would wait for a writer forever, so an alarm turns
+ * that hang into a failure. */
+static void
+fifo_checkpoint_rejected(void **state)
+{
+	static const char *const names[] = { "model.safetensors.index.json", "model.safetensors" };
+	char dir[4352], path[8192];
+	struct error err;
+
+	snprintf(dir, sizeof(dir), "%s/fifo", scratch);
+	mkdir(dir, 0700);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		assert_int_equal(mkfifo(path, 0600), 0);
+		alarm(10);
+		assert_null(safetensors_checkpoint_open(dir, &err));
+		alarm(0);
+		print_message("%s\n", err.message);
+		assert_non_null(strstr(err.message, path));
+		assert_non_null(strstr(err.message, "not a regular file"));
+		unlink(path);
+	}
+}
+
 /* Runs catscope eval on dir and returns its exit status; stores stderr in out. */
 static int
 run_eval(const char *dir, char *out, size_t size)
@@ -355,6 +380,7 @@ main(void)
 		cmocka_unit_test(good_header_accepted),
 		cmocka_unit_test(bad_index_rejected),
 		cmocka_unit_test(empty_directory_rejected),
+		cmocka_unit_test(fifo_checkpoint_rejected),
 		cmocka_unit_test(binary_rejects_hostile_checkpoint),
 	};
 

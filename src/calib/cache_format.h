@@ -21,6 +21,7 @@
 #define CACHE_MAX_NAME 4096
 #define CACHE_MAX_DIM (1 << 18)
 #define CACHE_ZSTD_LEVEL 3
+#define CACHE_ZSTD_WINDOW_LOG_MAX 24 /* 16 MiB, 8 times the window level 3 uses */
 
 /* Byte offsets of the index entry fields. */
 enum {

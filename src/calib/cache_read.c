@@ -107,6 +107,41 @@ cache_parse_provenance(struct calib_cache *cache, const unsigned char *q, uint32
 	return 0;
 }
 
+/* Checks that index entry s describes the expected site and that its record size
+ * follows from its dimension and sample count, so that no later allocation is sized
+ * by a value that disagrees with the header. */
+static int
+cache_check_entry(const struct calib_cache *cache, int s, const char *label, int dim,
+		  struct error *err)
+{
+	const struct calib_site_summary *m = &cache->entries[s].summary;
+	uint64_t expected_raw;
+
+	if (m->block != s / SITE_KIND_COUNT || m->kind != (enum site_kind)(s % SITE_KIND_COUNT))
+		return error_set(err, "%s: corrupt index entry %d: it names block %u, kind %u, but "
+				 "site %s belongs there; recalibrate", cache->path, s,
+				 (unsigned)m->block, (unsigned)m->kind, label);
+	if (m->dim != dim)
+		return error_set(err, "%s: corrupt index entry for site %s: dimension %u, but the "
+				 "header's shapes give %d; recalibrate", cache->path, label,
+				 (unsigned)m->dim, dim);
+	if (m->n_sample < 0 || m->n_sample > INT32_MAX / 2)
+		return error_set(err, "%s: corrupt index entry for site %s: sample count %u is "
+				 "larger than %d; recalibrate", cache->path, label,
+				 (unsigned)m->n_sample, INT32_MAX / 2);
+	if (m->max_absmax_channel < 0 || m->max_absmax_channel >= dim)
+		return error_set(err, "%s: corrupt index entry for site %s: largest channel %u "
+				 "is outside its %d channels; recalibrate", cache->path, label,
+				 (unsigned)m->max_absmax_channel, dim);
+	expected_raw = cache_record_raw_size((uint64_t)dim, (uint64_t)m->n_sample);
+	if (m->raw_size != expected_raw)
+		return error_set(err, "%s: corrupt index entry for site %s: record size %" PRIu64
+				 " bytes, but dimension %d with %d sample rows needs %" PRIu64
+				 "; recalibrate", cache->path, label, m->raw_size, dim, m->n_sample,
+				 expected_raw);
+	return 0;
+}
+
 /* Checks each entry: the expected site in order, sizes that match the dimension, and
  * records laid end to end from the header to the end of the file, so that every byte
  * of the file is covered by a checksum. */
@@ -143,12 +178,8 @@ cache_parse_index(struct calib_cache *cache, const unsigned char *index, uint64_
 		m->max_absmax_channel = (int)cache_get_u32(e + CACHE_ENTRY_MAX_ABSMAX_CHANNEL);
 
 		calib_site_label(label, sizeof(label), s / SITE_KIND_COUNT, kind);
-		if (m->block != s / SITE_KIND_COUNT || m->kind != kind || m->dim != dim ||
-		    m->n_sample < 0 || m->n_sample > INT32_MAX / 2 ||
-		    m->max_absmax_channel < 0 || m->max_absmax_channel >= dim ||
-		    m->raw_size != cache_record_raw_size((uint64_t)dim, (uint64_t)m->n_sample))
-			return error_set(err, "%s: corrupt index entry %d (expected site %s)",
-					 cache->path, s, label);
+		if (cache_check_entry(cache, s, label, dim, err) != 0)
+			return -1;
 		if (entry->offset != expected_offset || m->compressed_size == 0 ||
 		    m->compressed_size > file_size - expected_offset)
 			return error_set(err, "%s: the record of site %s lies outside the file (bytes "
@@ -179,12 +210,19 @@ cache_parse_fixed(struct calib_cache *cache, const unsigned char *h, uint64_t fi
 				 cache->path, version, CACHE_VERSION);
 	*header_size = cache_get_u32(h + 12);
 	*provenance_size = cache_get_u32(h + 60);
-	if (n_sites == 0 || n_sites > CACHE_MAX_SITES || n_sites % SITE_KIND_COUNT != 0 ||
-	    *provenance_size > CACHE_MAX_PROVENANCE ||
-	    *header_size != (uint64_t)CACHE_FIXED_SIZE + *provenance_size +
+	if (n_sites == 0 || n_sites > CACHE_MAX_SITES || n_sites % SITE_KIND_COUNT != 0)
+		return error_set(err, "%s: corrupt header: %u sites, expected a positive multiple "
+				 "of %d up to %d; recalibrate", cache->path, n_sites, SITE_KIND_COUNT,
+				 CACHE_MAX_SITES);
+	if (*provenance_size > CACHE_MAX_PROVENANCE)
+		return error_set(err, "%s: corrupt header: provenance of %u bytes, at most %u "
+				 "expected; recalibrate", cache->path, *provenance_size,
+				 CACHE_MAX_PROVENANCE);
+	if (*header_size != (uint64_t)CACHE_FIXED_SIZE + *provenance_size +
 				    (uint64_t)n_sites * CACHE_INDEX_ENTRY + CACHE_CHECKSUM_SIZE)
 		return error_set(err, "%s: corrupt header: its sizes disagree (%u sites, %u-byte "
-				 "header); recalibrate", cache->path, n_sites, *header_size);
+				 "provenance, %u-byte header); recalibrate", cache->path, n_sites,
+				 *provenance_size, *header_size);
 	if (*header_size > file_size)
 		return error_set(err, "%s: the file ends at byte %" PRIu64 " inside its header of %u "
 				 "bytes; it is truncated, recalibrate", cache->path, file_size,
@@ -286,7 +324,9 @@ calib_cache_open(const char *path, const struct model *model, struct error *err)
 	struct calib_cache *cache = alloc_zeroed(1, sizeof(*cache));
 
 	cache->path = alloc_strdup(path);
-	cache->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK keeps a FIFO from blocking the open. cache_open_checked rejects anything
+	 * but a regular file, and O_NONBLOCK does not change reads of a regular file. */
+	cache->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (cache->fd < 0) {
 		error_set(err, "%s: cannot open the calibration cache: %s", path, strerror(errno));
 		calib_cache_close(cache);
@@ -349,6 +389,100 @@ cache_read_record(struct calib_cache *cache, const struct cache_entry *e, struct
 	return packed;
 }
 
+/* Checks that the record is one zstd frame whose header declares the raw size of the
+ * index. The header alone proves nothing about the blocks, so cache_decompress still
+ * grows its buffer only as output arrives. */
+static int
+cache_check_frame(const struct calib_cache *cache, const struct cache_entry *e,
+		  const unsigned char *packed, struct error *err)
+{
+	const struct calib_site_summary *m = &e->summary;
+	unsigned long long declared = ZSTD_getFrameContentSize(packed, m->compressed_size);
+	size_t frame_size = ZSTD_findFrameCompressedSize(packed, m->compressed_size);
+	char label[64];
+
+	cache_entry_label(e, label, sizeof(label));
+	if (declared == ZSTD_CONTENTSIZE_ERROR || ZSTD_isError(frame_size))
+		return error_set(err, "%s: record of site %s is corrupt (not a zstd frame); "
+				 "recalibrate", cache->path, label);
+	if (frame_size != m->compressed_size)
+		return error_set(err, "%s: record of site %s is corrupt (its zstd frame ends after "
+				 "%zu of its %" PRIu64 " bytes); recalibrate", cache->path, label,
+				 frame_size, m->compressed_size);
+	if (declared == ZSTD_CONTENTSIZE_UNKNOWN)
+		return error_set(err, "%s: record of site %s is corrupt (its zstd frame does not "
+				 "declare its size); recalibrate", cache->path, label);
+	if (declared != m->raw_size)
+		return error_set(err, "%s: record of site %s is corrupt (its zstd frame declares %llu "
+				 "bytes, but the index declares %" PRIu64 "); recalibrate",
+				 cache->path, label, declared, m->raw_size);
+	return 0;
+}
+
+/* Decompresses a checked record into a new buffer of exactly raw_size bytes. The
+ * buffer starts at 1 MiB at most and doubles only when the frame has filled it, so a
+ * frame whose header declares gigabytes but whose blocks contain little fails before
+ * it costs that memory. Returns NULL with err set on a corrupt frame.
+ *
+ * NOTE: a frame of zstd RLE blocks expands about 30000-fold, so a cache of a few MB
+ * opened without a model can still declare a dimension near CACHE_MAX_DIM and make a
+ * site load allocate hundreds of GB. Callers that know the model should pass it to
+ * calib_cache_open, which then bounds the dimensions by the model's. */
+static unsigned char *
+cache_decompress(const struct calib_cache *cache, const struct cache_entry *e,
+		 const unsigned char *packed, struct error *err)
+{
+	const struct calib_site_summary *m = &e->summary;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	ZSTD_inBuffer in = { packed, m->compressed_size, 0 };
+	ZSTD_outBuffer out = { NULL, m->raw_size < (1u << 20) ? m->raw_size : (1u << 20), 0 };
+	const char *problem = NULL;
+	char label[64];
+
+	if (dctx == NULL) {
+		error_set(err, "%s: out of memory for a zstd decompression context", cache->path);
+		return NULL;
+	}
+	/* The writer's level 3 uses windows of at most 2 MiB (zstd windowLog 21), and the
+	 * decoder allocates a buffer as large as the window a frame requests. */
+	ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, CACHE_ZSTD_WINDOW_LOG_MAX);
+	out.dst = alloc_bytes(out.size);
+	for (;;) {
+		size_t in_before = in.pos, out_before = out.pos;
+		size_t rc = ZSTD_decompressStream(dctx, &out, &in);
+
+		if (ZSTD_isError(rc)) {
+			problem = ZSTD_getErrorName(rc);
+			break;
+		}
+		if (rc == 0) {
+			if (out.pos != m->raw_size || in.pos != in.size)
+				problem = "wrong decompressed size";
+			break;
+		}
+		if (out.pos == out.size && out.size < m->raw_size) {
+			out.size = out.size > m->raw_size / 2 ? m->raw_size : 2 * out.size;
+			out.dst = alloc_resize(out.dst, out.size, 1);
+			continue;
+		}
+		/* Each call consumes or produces bytes until the input ends or the buffer,
+		 * now raw_size bytes, is full, so a call without progress is the end. */
+		if (in.pos == in_before && out.pos == out_before) {
+			problem = in.pos == in.size ? "the zstd frame is truncated"
+				  : "the zstd frame holds more bytes than the index declares";
+			break;
+		}
+	}
+	ZSTD_freeDCtx(dctx);
+	if (problem != NULL) {
+		error_set(err, "%s: record of site %s is corrupt (%s); recalibrate", cache->path,
+			  cache_entry_label(e, label, sizeof(label)), problem);
+		free(out.dst);
+		return NULL;
+	}
+	return out.dst;
+}
+
 static void
 cache_decode_record(const unsigned char *p, const struct calib_site_summary *m,
 		    struct site_stats *s)
@@ -386,9 +520,7 @@ const struct site_stats *
 calib_cache_site(struct calib_cache *cache, int block, enum site_kind kind, struct error *err)
 {
 	struct cache_entry *e = cache_find(cache, block, kind, err);
-	unsigned char *packed, *raw;
-	size_t got;
-	char label[64];
+	unsigned char *packed, *raw = NULL;
 
 	if (e == NULL)
 		return NULL;
@@ -397,16 +529,11 @@ calib_cache_site(struct calib_cache *cache, int block, enum site_kind kind, stru
 	packed = cache_read_record(cache, e, err);
 	if (packed == NULL)
 		return NULL;
-	raw = alloc_bytes(e->summary.raw_size);
-	got = ZSTD_decompress(raw, e->summary.raw_size, packed, e->summary.compressed_size);
+	if (cache_check_frame(cache, e, packed, err) == 0)
+		raw = cache_decompress(cache, e, packed, err);
 	free(packed);
-	if (ZSTD_isError(got) || got != e->summary.raw_size) {
-		error_set(err, "%s: record of site %s is corrupt (%s); recalibrate", cache->path,
-			  cache_entry_label(e, label, sizeof(label)),
-			  ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decompressed size");
-		free(raw);
+	if (raw == NULL)
 		return NULL;
-	}
 	cache_decode_record(raw, &e->summary, &e->stats);
 	free(raw);
 	e->loaded = 1;

@@ -338,19 +338,44 @@ safetensors_open_shard(struct safetensors_checkpoint *ckpt, const char *index_pa
 	return 0;
 }
 
+/* Parses the index at path. It is opened with O_NONBLOCK and must be a regular file,
+ * so that a FIFO or device under the index's name fails instead of blocking. */
+static json_t *
+safetensors_read_index_json(const char *path, struct error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	json_error_t json_err;
+	struct stat st;
+	json_t *root;
+
+	if (fd < 0) {
+		error_set(err, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		error_set(err, "%s: not a regular file", path);
+		return NULL;
+	}
+	root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &json_err);
+	close(fd);
+	if (root == NULL)
+		error_set(err, "%s: invalid JSON: %s (line %d, column %d)", path, json_err.text,
+			  json_err.line, json_err.column);
+	return root;
+}
+
 static int
 safetensors_load_index(struct safetensors_checkpoint *ckpt, const char *index_path,
 		       struct error *err)
 {
-	json_error_t json_err;
-	json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &json_err);
+	json_t *root = safetensors_read_index_json(index_path, err);
 	json_t *weight_map, *value;
 	const char *name;
 	int rc = -1;
 
 	if (root == NULL)
-		return error_set(err, "%s: invalid JSON: %s (line %d, column %d)", index_path,
-				 json_err.text, json_err.line, json_err.column);
+		return -1;
 	weight_map = json_object_get(root, "weight_map");
 	if (!json_is_object(weight_map) || json_object_size(weight_map) == 0) {
 		error_set(err, "%s: \"weight_map\" is missing or empty; it must map tensor names to "

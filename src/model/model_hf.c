@@ -7,10 +7,13 @@
  * layout the model uses. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "catscope/alloc.h"
@@ -542,12 +545,25 @@ static int
 hf_open_config(struct hf_loader *h, struct error *err)
 {
 	json_error_t json_err;
+	struct stat st;
+	int fd;
 
 	snprintf(h->config_path, sizeof(h->config_path), "%s/config.json", h->dir);
 	if (access(h->config_path, F_OK) != 0)
 		return error_set(err, "%s: not a regular file, and not a Hugging Face model directory "
 				 "because it has no config.json", h->dir);
-	h->config = json_load_file(h->config_path, JSON_REJECT_DUPLICATES, &json_err);
+	/* O_NONBLOCK and the regular-file check keep a FIFO named config.json from
+	 * blocking the load. */
+	fd = open(h->config_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return error_set(err, "%s: cannot open the model config: %s", h->config_path,
+				 strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return error_set(err, "%s: the model config is not a regular file", h->config_path);
+	}
+	h->config = json_loadfd(fd, JSON_REJECT_DUPLICATES, &json_err);
+	close(fd);
 	if (h->config == NULL)
 		return error_set(err, "%s: cannot read the model config: %s (line %d, column %d)",
 				 h->config_path, json_err.text, json_err.line, json_err.column);
