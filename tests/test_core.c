@@ -163,11 +163,23 @@ atomic_write_file_size_limit(void **state)
 	rmdir(dir);
 }
 
+static void
+error_message_drops_control_bytes(void **state)
+{
+	struct error err;
+
+	error_set(&err, "tensor '%s' is bad", "a\x1b[31mred\x07\xff\xc2\x9b" "done");
+	assert_string_equal(err.message, "tensor 'a?[31mred????done' is bad");
+	error_set(&err, "%s", "caf\xc3\xa9 \xe2\x96\x81t");
+	assert_string_equal(err.message, "caf\xc3\xa9 \xe2\x96\x81t");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(error_prefix_keeps_message),
+		cmocka_unit_test(error_message_drops_control_bytes),
 		cmocka_unit_test(atomic_write_replaces_file),
 		cmocka_unit_test(atomic_abort_keeps_old_file),
 		cmocka_unit_test(atomic_write_missing_directory),

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <utf8proc.h>
@@ -474,7 +476,7 @@ static void
 expect_load_error(const char *json, const char *fragment)
 {
 	const char *dir = testutil_scratch_dir();
-	char path[4096];
+	char path[4200];
 	struct error err = {{0}};
 	struct tokenizer *tok;
 	FILE *f;
@@ -560,6 +562,37 @@ tokenizer_speed_on_wiki(void **state)
 	free(text);
 }
 
+/* A FIFO named tokenizer.json (or tokenizer_config.json) is rejected at once; opening it
+ * for reading would block forever. The alarm turns a hang into a failure. */
+static void
+tokenizer_hf_rejects_fifo(void **state)
+{
+	const char *names[] = { "tokenizer.json", "tokenizer_config.json" };
+
+	for (int i = 0; i < 2; i++) {
+		const char *dir = testutil_scratch_dir();
+		char path[4200], source[4200], command[9000];
+		struct error err;
+		struct tokenizer *tok;
+
+		if (i == 1) {
+			snprintf(source, sizeof(source), "%s", testutil_data_path("hf-stories260K/tokenizer.json"));
+			snprintf(command, sizeof(command), "cp '%s' '%s/tokenizer.json'", source, dir);
+			assert_int_equal(system(command), 0);
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		assert_int_equal(mkfifo(path, 0600), 0);
+		alarm(10);
+		tok = tokenizer_load_hf(dir, &err);
+		alarm(0);
+		assert_null(tok);
+		assert_non_null(strstr(err.message, "not a regular file"));
+		assert_non_null(strstr(err.message, names[i]));
+		snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+		assert_int_equal(system(command), 0);
+	}
+}
+
 int
 main(void)
 {
@@ -572,6 +605,7 @@ main(void)
 		cmocka_unit_test(tokenizer_mistral_reference_ids),
 		cmocka_unit_test(tokenizer_qwen3_reference_ids),
 		cmocka_unit_test(tokenizer_hf_rejects_malformed),
+		cmocka_unit_test(tokenizer_hf_rejects_fifo),
 		cmocka_unit_test(tokenizer_speed_on_wiki),
 	};
 

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "catscope/alloc.h"
+#include "catscope/mapfile.h"
 #include "catscope/tokenizer.h"
 #include "tokenizer_impl.h"
 
@@ -53,6 +55,25 @@ json_load_failed(const struct hf_loader *ld, const json_error_t *jerr)
 		return hf_fail(ld, "%s", jerr->text);
 	return hf_fail(ld, "invalid JSON at line %d, column %d: %s", jerr->line, jerr->column,
 		       jerr->text);
+}
+
+/* Parses a JSON file through a read-only map, so that a FIFO or device named like a
+ * tokenizer file is rejected instead of blocking the open. Returns NULL with err set. */
+static json_t *
+load_json_file(const struct hf_loader *ld, size_t flags)
+{
+	const uint8_t *data;
+	size_t size;
+	json_error_t jerr;
+	json_t *root;
+
+	if (mapfile_open(ld->path, &data, &size, ld->err) != 0)
+		return NULL;
+	root = json_loadb((const char *)data, size, flags, &jerr);
+	mapfile_close(data, size);
+	if (root == NULL)
+		json_load_failed(ld, &jerr);
+	return root;
 }
 
 static const char *
@@ -442,21 +463,18 @@ load_config(struct hf_loader *ld, const char *dir)
 {
 	struct tokenizer *tok = ld->tok;
 	char path[4096];
-	json_error_t jerr;
 	json_t *root;
-	FILE *probe;
 	int32_t bos, eos;
 
 	snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
-	probe = fopen(path, "rb");
-	if (probe == NULL)
+	/* The config is optional; access() does not open, so a FIFO cannot block here. */
+	if (access(path, F_OK) != 0)
 		return 0;
-	fclose(probe);
 	ld->path = path;
 	/* Some configs store model_max_length as 1e30 written out, beyond int64. */
-	root = json_load_file(path, JSON_DECODE_INT_AS_REAL, &jerr);
+	root = load_json_file(ld, JSON_DECODE_INT_AS_REAL);
 	if (root == NULL)
-		return json_load_failed(ld, &jerr);
+		return -1;
 
 	bos = config_token_id(tok, json_object_get(root, "bos_token"));
 	eos = config_token_id(tok, json_object_get(root, "eos_token"));
@@ -533,17 +551,14 @@ tokenizer_load_hf(const char *dir, struct error *err)
 {
 	char path[4096];
 	struct hf_loader ld = {.path = path, .err = err};
-	json_error_t jerr;
 	json_t *root, *model, *vocab, *added;
 	const char *type;
 	size_t n_tokens = 0;
 
 	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
-	root = json_load_file(path, 0, &jerr);
-	if (root == NULL) {
-		json_load_failed(&ld, &jerr);
+	root = load_json_file(&ld, 0);
+	if (root == NULL)
 		return NULL;
-	}
 	model = json_object_get(root, "model");
 	vocab = json_object_get(model, "vocab");
 	added = json_object_get(root, "added_tokens");
