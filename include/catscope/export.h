@@ -48,8 +48,10 @@ struct export_options {
 	 * float rounding in attention, which 4-bit activations amplify; keeping the source
 	 * order makes the export compute bit for bit what the simulation computes. */
 	bool source_rope_order;
-	/* For tests: fail after this many tensors have been built (negative: never). */
+	/* For tests: fail, or raise SIGINT, once this many linear layers are built
+	 * (negative: never). */
 	int fail_after;
+	int interrupt_after;
 };
 
 void export_options_default(struct export_options *opt);

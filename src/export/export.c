@@ -24,6 +24,7 @@ export_options_default(struct export_options *opt)
 	opt->dtype = SAFETENSORS_F16;
 	opt->shard_size = EXPORT_DEFAULT_SHARD_SIZE;
 	opt->fail_after = -1;
+	opt->interrupt_after = -1;
 }
 
 /* Removes dir and the plain files in it (an export has no subdirectories). */

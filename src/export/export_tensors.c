@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,6 +328,8 @@ export_add_tensors(struct safetensors_writer *w, const struct simulation *sim,
 	export_add_unquantized(w, m, opt->dtype, !opt->source_rope_order);
 	for (int l = 0; l < c->n_layers; l++) {
 		for (int j = 0; j < LINEAR_COUNT; j++) {
+			if (opt->interrupt_after >= 0 && built == opt->interrupt_after)
+				raise(SIGINT);
 			if (atomic_interrupted())
 				return error_set(err, "interrupted");
 			if (opt->fail_after >= 0 && built >= opt->fail_after)
