@@ -44,9 +44,9 @@ struct export_options {
 	uint64_t shard_size;                /* 0: never split */
 	bool force;                         /* replace an existing destination */
 	/* Keep q/k rows in the source's RoPE order (GGUF: adjacent pairs) instead of the
-	 * Hugging Face halves order. The reordering is exact in real arithmetic but changes
-	 * float rounding in attention, which 4-bit activations amplify; keeping the source
-	 * order makes the export compute bit for bit what the simulation computes. */
+	 * Hugging Face halves order. Reordering is exact in real arithmetic but changes
+	 * float rounding in attention, and 4-bit activations amplify that. With the source
+	 * order the export computes bit for bit what the simulation computes. */
 	bool source_rope_order;
 	/* For tests: fail, or raise SIGINT, once this many linear layers are built
 	 * (negative: never). */
@@ -92,7 +92,7 @@ void export_hook_chain_init(struct export_hook_chain *chain, const struct model_
 /* Returns true if dir is a directory whose config.json has a "catscope" object. */
 bool export_is_directory(const char *dir);
 
-/* What an exported model needs besides its weights: the transforms and quantizers. */
+/* The transforms and quantizers an exported model needs besides its weights. */
 struct export_runtime {
 	const struct model *model;
 	int n_sites;

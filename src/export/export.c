@@ -110,9 +110,9 @@ export_write_config(const struct analysis *a, const struct export_options *opt,
 	return rc;
 }
 
-/* Puts tmp at dir. With an existing dir the two are exchanged in one step where the
- * kernel supports it, else the old one is renamed away first; the old copy is removed
- * only once the new one is in place. */
+/* Puts tmp at dir. An existing dir is exchanged with tmp in one step where the kernel
+ * supports it, or else renamed away first. The old copy is removed only once the new
+ * one is in place. */
 static int
 export_commit(const char *tmp, const char *dir, bool exists, struct error *err)
 {
