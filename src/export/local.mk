@@ -10,3 +10,5 @@ CS_TESTS += tests/test_export
 tests_test_export_SOURCES = tests/test_export.c
 tests_test_export_CFLAGS = $(TEST_CFLAGS)
 tests_test_export_LDADD = $(TEST_LIBS)
+CS_SCRIPT_TESTS += tests/export_cli.sh
+EXTRA_DIST += tests/export_cli.sh
