@@ -165,6 +165,9 @@ export_fill(struct analysis *a, const struct export_options *opt, const char *tm
 	int n_files = 0, rc;
 	const char *tokenizer_file = NULL;
 
+	/* NOTE: the simulation keeps a float32 copy of every linear layer and the writer
+	 * keeps all packed tensors until they are written, so an export needs about
+	 * 1.1 times the float32 size of the blocks in memory. */
 	sim = simulation_new(a, err);
 	if (sim == NULL)
 		return -1;

@@ -245,8 +245,11 @@ export_add_transform(struct safetensors_writer *w, int l, enum site_kind kind,
 		int full = d / k, tail = d % k;
 		uint64_t shape[3] = { (uint64_t)full, (uint64_t)k, (uint64_t)k };
 
-		snprintf(name, sizeof(name), "model.layers.%d.catscope.%s.blocks", l, site_kind_name(kind));
-		safetensors_writer_add_f32(w, name, SAFETENSORS_F32, 3, shape, t->dense);
+		if (full > 0) {
+			snprintf(name, sizeof(name), "model.layers.%d.catscope.%s.blocks", l,
+				 site_kind_name(kind));
+			safetensors_writer_add_f32(w, name, SAFETENSORS_F32, 3, shape, t->dense);
+		}
 		if (tail > 0) {
 			uint64_t tail_shape[2] = { (uint64_t)tail, (uint64_t)tail };
 
