@@ -220,9 +220,17 @@ export_build_config(const struct analysis *a, const struct export_options *opt,
 	const struct model *m = a->model;
 	const struct model_config *c = &m->config;
 	json_t *root = json_object();
-	const char *arch = c->qk_norm ? "Qwen3ForCausalLM" : c->qkv_bias ? "Qwen2ForCausalLM" :
-					"LlamaForCausalLM";
-	const char *type = c->qk_norm ? "qwen3" : c->qkv_bias ? "qwen2" : "llama";
+	const char *arch = "LlamaForCausalLM";
+	const char *type = "llama";
+
+	/* Per-head q/k norms mean Qwen3; q/k/v biases without them mean Qwen2. */
+	if (c->qk_norm) {
+		arch = "Qwen3ForCausalLM";
+		type = "qwen3";
+	} else if (c->qkv_bias) {
+		arch = "Qwen2ForCausalLM";
+		type = "qwen2";
+	}
 
 	json_object_set_new(root, "architectures", json_pack("[s]", arch));
 	json_object_set_new(root, "model_type", json_string(type));
