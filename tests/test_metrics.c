@@ -529,6 +529,41 @@ full_optimum_skipped_above_limit(void **state)
 	fixture_free(&f);
 }
 
+/* Reusing the invariants across transforms must give exactly what a fresh evaluation
+ * gives, including when the second transform asks for another block size. */
+static void
+invariants_reuse_matches_fresh(void **state)
+{
+	static const char *const specs[] = { "none", "hadamard", "cat:32", "cat", "cat1", "smooth" };
+	struct fixture f;
+	struct quant_config qc;
+	struct engine_options cached, fresh;
+	struct engine_invariants invariants = { 0 };
+
+	fixture_init(&f, 96, 300, 2, two_layers, 20.0f, 9);
+	quant_config_default(&qc);
+	engine_options_default(&cached);
+	engine_options_default(&fresh);
+	cached.invariants = &invariants;
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct site_result a, b;
+
+		evaluate(&f, specs[i], &qc, &cached, &a);
+		evaluate(&f, specs[i], &qc, &fresh, &b);
+		assert_true(invariants.has_signal);
+		for (int l = 0; l < 2; l++)
+			assert_true(a.layer[l].signal == b.layer[l].signal);
+		assert_true(a.alignment == b.alignment);
+		assert_true(a.best_1 == b.best_1);
+		assert_true(a.best_k == b.best_k);
+		assert_true(a.best_full == b.best_full);
+		assert_int_equal(a.best_block, b.best_block);
+		assert_true(a.measured.total_db == b.measured.total_db);
+		assert_true(a.predicted.total_db == b.predicted.total_db);
+	}
+	fixture_free(&f);
+}
+
 int
 main(void)
 {
@@ -549,6 +584,7 @@ main(void)
 		cmocka_unit_test(nonfinite_input_flagged),
 		cmocka_unit_test(degenerate_data_flagged),
 		cmocka_unit_test(full_optimum_skipped_above_limit),
+		cmocka_unit_test(invariants_reuse_matches_fresh),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

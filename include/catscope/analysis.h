@@ -43,6 +43,7 @@ struct analysis_site {
 	char error[ERROR_MESSAGE_MAX];
 	char layer_names[SITE_LAYERS_MAX][32];
 	unsigned version;              /* bumped by every change to the site or the quantizer */
+	struct engine_invariants invariants; /* what no setting changes, kept across evaluations */
 };
 
 struct analysis {

@@ -25,6 +25,8 @@
 #ifndef CATSCOPE_METRICS_H
 #define CATSCOPE_METRICS_H
 
+#include <stdbool.h>
+
 #include "catscope/error.h"
 #include "catscope/quant.h"
 #include "catscope/sitestats.h"
@@ -50,9 +52,25 @@
  * double flops. bench_site reports what it costs at d = 4096. */
 #define METRICS_FULL_LIMIT_DEFAULT 4096
 
+/* The parts of a site's diagnostics that no transform or quantizer changes: each
+ * layer's signal tr(W Sx W^T) and the best alignments. They cost about one m x d x d
+ * product, several times the rest of an evaluation, so a caller that evaluates one site
+ * again and again (the explorer) keeps them here. Valid only for the statistics and
+ * weights they were computed from. */
+struct engine_invariants {
+	bool has_signal;
+	double signal[SITE_LAYERS_MAX];
+	int best_block;        /* k the best alignments were computed for; 0: none yet */
+	int full_limit;
+	double best_1, best_k, best_full;
+};
+
 struct engine_options {
 	int full_limit;        /* compute A* only when d <= this */
 	int best_block;        /* k of A*_k; 0 takes the transform's block, or 128 */
+	/* In and out: reused when filled for the same statistics and weights, filled
+	 * otherwise. NULL computes everything afresh. */
+	struct engine_invariants *invariants;
 };
 
 struct sqnr_values {

@@ -2,38 +2,19 @@
  * concentration terms and the reservoir sample. */
 #include "config.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "catscope/alloc.h"
+#include "catscope/linalg.h"
 #include "calib_impl.h"
-
-/* NOTE: the only BLAS call outside linalg; it moves to linalg (a dsyrk wrapper) when
- * that part lands. */
-static void
-calib_blas_dsyrk_upper(double *sum, const double *x, int n, int dim)
-{
-	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, n, 1.0, x, dim, 1.0, sum, dim);
-}
 
 void
 calib_syrk_add(double *sum, const double *x, int n, int dim)
 {
 	if (n > 0)
-		calib_blas_dsyrk_upper(sum, x, n, dim);
-}
-
-/* splitmix64 (Steele, Lea, Flood 2014): small, fast and fully determined by the seed. */
-static uint64_t
-calib_rng_next(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+		linalg_dsyrk_t(dim, n, 1.0, x, dim, 1.0, sum, dim);
 }
 
 /* A uniform integer in [0, bound) by Lemire's multiply-shift; its bias is below
@@ -41,7 +22,7 @@ calib_rng_next(uint64_t *state)
 static uint64_t
 calib_rng_below(uint64_t *state, uint64_t bound)
 {
-	return (uint64_t)(((unsigned __int128)calib_rng_next(state) * bound) >> 64);
+	return (uint64_t)(((unsigned __int128)linalg_rng_next(state) * bound) >> 64);
 }
 
 void

@@ -143,16 +143,34 @@ static int
 analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
 	     const struct quant_config *qc, struct site_result *out, struct error *err)
 {
-	const struct analysis_site *site = &a->sites[index];
+	struct analysis_site *site = &a->sites[index];
 	struct site_layers layers;
 	const struct site_stats *stats;
+	struct engine_options options;
+	struct engine_invariants invariants;
+	struct transform t;
+	int rc;
 
 	analysis_site_layers(a, index, &layers);
 	stats = analysis_stats(a, site, analysis_site_dim(a, site->kind), err);
 	if (stats == NULL)
 		return -1;
-	if (engine_evaluate_site(stats, &layers, spec, qc, out, err) != 0)
+	if (transform_build(spec, stats, &layers, &t, err) != 0)
 		return -1;
+	/* Two threads may evaluate one site at once (the worker and a comparison), so each
+	 * works on a copy of the invariants; both copies are equally valid. */
+	pthread_mutex_lock(&a->lock);
+	invariants = site->invariants;
+	pthread_mutex_unlock(&a->lock);
+	engine_options_default(&options);
+	options.invariants = &invariants;
+	rc = engine_evaluate_transform(stats, &layers, &t, qc, &options, out, err);
+	transform_free(&t);
+	if (rc != 0)
+		return -1;
+	pthread_mutex_lock(&a->lock);
+	site->invariants = invariants;
+	pthread_mutex_unlock(&a->lock);
 	if (a->stats_fn == NULL)
 		out->flags |= ANALYSIS_NO_CALIBRATION;
 	return 0;

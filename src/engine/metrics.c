@@ -26,6 +26,7 @@ engine_options_default(struct engine_options *opt)
 {
 	opt->full_limit = METRICS_FULL_LIMIT_DEFAULT;
 	opt->best_block = 0;
+	opt->invariants = NULL;
 }
 
 /* 10 log10(signal / noise); NaN when there is no signal, +Inf when there is no noise. */
@@ -193,6 +194,7 @@ engine_quantize_weights(float *w, int rows, int dim, const float *sigma_t,
 /* Working state of one evaluation. */
 struct evaluation {
 	const struct site_stats *stats;
+	struct engine_invariants *invariants; /* NULL, or reused and filled */
 	const struct transform *t;
 	const struct quant_config *qc;
 	int d;
@@ -393,7 +395,13 @@ evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
 	ev->rows[l] = rows;
 	lr->name = layer->name;
 	lr->rows = rows;
-	lr->signal = trace_gram_product(w, rows, d, ev->stats->second_moment);
+	if (ev->invariants != NULL && ev->invariants->has_signal) {
+		lr->signal = ev->invariants->signal[l];
+	} else {
+		lr->signal = trace_gram_product(w, rows, d, ev->stats->second_moment);
+		if (ev->invariants != NULL)
+			ev->invariants->signal[l] = lr->signal;
+	}
 
 	wt = alloc_array(size, sizeof(*wt));
 	memcpy(wt, w, size * sizeof(*wt));
@@ -508,6 +516,14 @@ best_alignments(struct evaluation *ev, const struct engine_options *opt, int n_l
 	if (k > d)
 		k = d;
 	out->best_block = k;
+	if (ev->invariants != NULL && ev->invariants->best_block == k &&
+	    ev->invariants->full_limit == opt->full_limit) {
+		out->best_k = ev->invariants->best_k;
+		out->best_full = ev->invariants->best_full;
+		if (d > opt->full_limit)
+			ev->flags |= METRICS_FLAG_FULL_SKIPPED;
+		return;
+	}
 	for (int start = 0; start < d; start += k)
 		roots += trace_root((const float *const *)ev->clean, ev->rows, n_layers, d,
 				    ev->stats->second_moment, start, start + k <= d ? k : d - start);
@@ -520,6 +536,13 @@ best_alignments(struct evaluation *ev, const struct engine_options *opt, int n_l
 		roots = trace_root((const float *const *)ev->clean, ev->rows, n_layers, d,
 				   ev->stats->second_moment, 0, d);
 		out->best_full = roots > 0 ? signal / (roots * roots) : NAN;
+	}
+	if (ev->invariants != NULL) {
+		ev->invariants->best_block = k;
+		ev->invariants->full_limit = opt->full_limit;
+		ev->invariants->best_1 = out->best_1;
+		ev->invariants->best_k = out->best_k;
+		ev->invariants->best_full = out->best_full;
 	}
 }
 
@@ -567,6 +590,7 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 {
 	struct engine_options defaults;
 	struct evaluation ev = { .stats = stats, .t = t, .qc = qc, .d = stats->dim };
+
 	double sums[SITE_SUMS] = { 0 };
 	double *col_norm;
 	int d = stats->dim, rc = -1;
@@ -575,6 +599,7 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 		engine_options_default(&defaults);
 		opt = &defaults;
 	}
+	ev.invariants = opt->invariants;
 	memset(out, 0, sizeof(*out));
 	out->dim = d;
 	if (stats->second_moment == NULL)
@@ -625,6 +650,8 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 		ev.flags |= out->layer[l].flags;
 	}
 	free(col_norm);
+	if (ev.invariants != NULL)
+		ev.invariants->has_signal = true;
 
 	/* Site totals: layers add their signals and noises. */
 	{

@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "catscope/alloc.h"
+#include "catscope/linalg.h"
 #include "catscope/model.h"
 
 struct model_workspace {
@@ -147,8 +146,7 @@ forward_rmsnorm(float *out, const float *x, int n, int dim, float eps)
 static void
 forward_linear(float *y, const float *x, const float *w, int n, int rows, int cols)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols, w, cols,
-		    0.0f, y, rows);
+	linalg_sgemm(false, true, n, rows, cols, 1.0f, x, cols, w, cols, 0.0f, y, rows);
 }
 
 static void
@@ -226,7 +224,7 @@ forward_attention(struct model_workspace *ws, const struct model_config *c, cons
 	for (int h = 0; h < c->n_heads; h++) {
 		int g = h / group;
 
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ctx, c->head_dim, scale,
+		linalg_sgemm(false, true, n, ctx, c->head_dim, scale,
 			    ws->q + (size_t)h * c->head_dim, q_dim, k_cache + (size_t)g * c->head_dim,
 			    kv_dim, 0.0f, ws->scores, ctx);
 		for (int t = 0; t < n; t++) {
@@ -248,7 +246,7 @@ forward_attention(struct model_workspace *ws, const struct model_config *c, cons
 			for (int j = visible; j < ctx; j++)
 				row[j] = 0.0f;
 		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c->head_dim, ctx, 1.0f,
+		linalg_sgemm(false, false, n, c->head_dim, ctx, 1.0f,
 			    ws->scores, ctx, v_cache + (size_t)g * c->head_dim, kv_dim, 0.0f,
 			    ws->att + (size_t)h * c->head_dim, q_dim);
 	}
