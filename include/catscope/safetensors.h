@@ -21,11 +21,15 @@
 #define SAFETENSORS_MAX_HEADER (100u * 1000u * 1000u)
 #define SAFETENSORS_MAX_DIMS 8
 
-/* The element types catscope converts to float32. Other dtypes are rejected by name. */
+/* The element types catscope reads. Other dtypes are rejected by name. The integer
+ * types carry packed quantized weights and shapes (catscope export). */
 enum safetensors_dtype {
 	SAFETENSORS_F32,
 	SAFETENSORS_F16,
 	SAFETENSORS_BF16,
+	SAFETENSORS_I32,
+	SAFETENSORS_I64,
+	SAFETENSORS_DTYPE_COUNT
 };
 
 struct safetensors_tensor {
@@ -54,7 +58,8 @@ void safetensors_close(struct safetensors_file *file); /* NULL is a no-op */
 const struct safetensors_tensor *safetensors_find(const struct safetensors_file *file,
 						  const char *name);
 const char *safetensors_dtype_name(enum safetensors_dtype dtype);
-/* Converts all elements of t to float32 in dst (t->n_elements floats). */
+/* Converts all elements of t to float32 in dst (t->n_elements floats); integers are
+ * converted by value. */
 void safetensors_tensor_to_f32(const struct safetensors_tensor *t, float *dst);
 
 struct safetensors_entry;

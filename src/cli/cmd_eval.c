@@ -8,6 +8,7 @@
 
 #include "catscope/cli.h"
 #include "catscope/eval.h"
+#include "catscope/export.h"
 #include "catscope/simulate.h"
 #include "catscope/workspace.h"
 
@@ -28,11 +29,18 @@ static const char eval_usage[] =
 	"  --transform SPEC     transform of every site (default none)\n"
 	"  --wbits B, --abits B bit widths, 2 to 8 (default 4 and 4 once --calib is given)\n"
 	"  --weights P, --acts P  full quantizer settings, as for catscope report\n"
-	"  --gptq               round weights with GPTQ\n";
+	"  --gptq               round weights with GPTQ\n"
+	"  --kv-bits B          quantize the KV cache to B bits (asymmetric, one group per head)\n"
+	"\n"
+	"A directory written by catscope export runs as exported: integer weights, each site's\n"
+	"transform applied online, activations and KV cache quantized as recorded in its\n"
+	"config.json. It takes no --calib or quantizer options.\n";
 
 static void
-eval_release(struct workspace *ws, struct analysis *analysis, struct simulation *sim)
+eval_release(struct workspace *ws, struct analysis *analysis, struct simulation *sim,
+	     struct export_runtime *runtime)
 {
+	export_runtime_free(runtime);
 	simulation_free(sim);
 	analysis_free(analysis);
 	workspace_close(ws);
@@ -50,6 +58,7 @@ cli_eval(int argc, char **argv)
 		{ "weights", required_argument, NULL, 'w' },
 		{ "acts", required_argument, NULL, 'a' },
 		{ "gptq", no_argument, NULL, 'g' },
+		{ "kv-bits", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -64,6 +73,11 @@ cli_eval(int argc, char **argv)
 	struct quant_config quant;
 	struct analysis *analysis = NULL;
 	struct simulation *sim = NULL;
+	struct export_runtime *runtime = NULL;
+	struct export_hook_chain chain;
+	const struct model_hooks *hooks = NULL;
+	int kv_bits = 0;
+	int quant_given = 0;
 	char *text;
 	size_t length;
 	int32_t *ids = NULL;
@@ -92,6 +106,13 @@ cli_eval(int argc, char **argv)
 		case 'g':
 			if (cli_parse_quant_option("eval", opt, optarg, &spec, &quant) != 0)
 				return 2;
+			quant_given = 1;
+			break;
+		case 'K':
+			if (cli_parse_int("eval", "--kv-bits", optarg, QUANT_BITS_MIN, QUANT_BITS_MAX,
+					  &kv_bits) != 0)
+				return 2;
+			quant_given = 1;
 			break;
 		case 'h':
 			fputs(eval_usage, stdout);
@@ -103,9 +124,20 @@ cli_eval(int argc, char **argv)
 	if (argc - optind < 2)
 		return cli_usage_error("eval", "expected a model and at least one text file");
 
+	if (export_is_directory(argv[optind]) && (calib != NULL || quant_given))
+		return cli_usage_error("eval", "%s is an export, which records its own quantization; "
+				       "drop --calib and the quantizer options", argv[optind]);
 	if (workspace_open(&ws, argv[optind], calib, &err) != 0)
 		return cli_fail(&err);
 	model = ws.model;
+	if (export_is_directory(argv[optind])) {
+		runtime = export_runtime_open(model, &err);
+		if (runtime == NULL) {
+			workspace_close(&ws);
+			return cli_fail(&err);
+		}
+		hooks = &runtime->hooks;
+	}
 	if (calib != NULL) {
 		analysis = workspace_new_analysis(&ws);
 		analysis_set_quant(analysis, &quant);
@@ -117,28 +149,33 @@ cli_eval(int argc, char **argv)
 			workspace_close(&ws);
 			return cli_fail(&err);
 		}
+		hooks = &sim->hooks;
+	}
+	if (kv_bits > 0) {
+		export_hook_chain_init(&chain, hooks, kv_bits, model->config.head_dim);
+		hooks = &chain.hooks;
 	}
 	if (!ctx_given && ctx > model->config.context_length)
 		ctx = model->config.context_length;
 	if (ctx > model->config.context_length) {
 		fprintf(stderr, "catscope: --ctx %d is longer than the model's context of %d tokens\n", ctx,
 			model->config.context_length);
-		eval_release(&ws, analysis, sim);
+		eval_release(&ws, analysis, sim, runtime);
 		return 1;
 	}
 	text = cli_read_texts(argv + optind + 1, argc - optind - 1, &length, &err);
 	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0) {
 		free(text);
-		eval_release(&ws, analysis, sim);
+		eval_release(&ws, analysis, sim, runtime);
 		return cli_fail(&err);
 	}
 	free(text);
 
 	progress_start(&progress, "eval", "tok", n_ids / (size_t)ctx * (size_t)ctx, NULL, NULL);
-	if (eval_perplexity(model, sim ? sim->blocks : NULL, sim ? &sim->hooks : NULL, ids, n_ids, ctx, &progress, &result, &err) != 0) {
+	if (eval_perplexity(model, sim ? sim->blocks : NULL, hooks, ids, n_ids, ctx, &progress, &result, &err) != 0) {
 		progress_finish(&progress);
 		free(ids);
-		eval_release(&ws, analysis, sim);
+		eval_release(&ws, analysis, sim, runtime);
 		return cli_fail(&err);
 	}
 	progress_finish(&progress);
@@ -151,12 +188,21 @@ cli_eval(int argc, char **argv)
 		printf("simulated   weights %s, activations %s, %s rounding, transform %s\n", wtext, atext,
 		       quant.rounding == QUANT_GPTQ ? "GPTQ" : "RTN", ttext);
 	}
+	if (runtime != NULL) {
+		char atext[64];
+
+		quant_params_format(&runtime->act, atext, sizeof(atext));
+		printf("exported    integer weights, online transforms, activations %s\n", atext);
+	}
+	if (kv_bits > 0 || (runtime != NULL && runtime->kv.params.bits > 0))
+		printf("kv cache    %d bits, asymmetric, one group per head\n",
+		       kv_bits > 0 ? kv_bits : runtime->kv.params.bits);
 	printf("tokens      %zu (%d windows of %d, %llu scored)\n", n_ids, result.windows, ctx,
 	       (unsigned long long)result.scored);
 	printf("perplexity  %.4f\n", result.perplexity);
 	printf("nll         %.6f nats/token\n", result.mean_nll);
 	printf("speed       %.0f tokens/s (%.2f s)\n", result.tokens_per_second, result.seconds);
 	free(ids);
-	eval_release(&ws, analysis, sim);
+	eval_release(&ws, analysis, sim, runtime);
 	return 0;
 }

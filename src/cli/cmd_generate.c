@@ -8,6 +8,7 @@
 
 #include "catscope/alloc.h"
 #include "catscope/cli.h"
+#include "catscope/export.h"
 
 static const char generate_usage[] =
 	"usage: catscope generate MODEL [--prompt TEXT] [-n N]\n"
@@ -17,7 +18,10 @@ static const char generate_usage[] =
 	"\n"
 	"  --prompt TEXT   text to continue\n"
 	"  -n N            tokens to generate (default 256); stops early at EOS or the\n"
-	"                  end of the model's context\n";
+	"                  end of the model's context\n"
+	"\n"
+	"MODEL may be a directory written by catscope export; it then runs quantized, with\n"
+	"each site's transform applied online.\n";
 
 static int
 generate_argmax(const float *logits, int vocab)
@@ -68,6 +72,16 @@ cli_generate(int argc, char **argv)
 	model = model_load(argv[optind], &err);
 	if (model == NULL)
 		return cli_fail(&err);
+
+	struct export_runtime *runtime = NULL;
+
+	if (export_is_directory(argv[optind])) {
+		runtime = export_runtime_open(model, &err);
+		if (runtime == NULL) {
+			model_free(model);
+			return cli_fail(&err);
+		}
+	}
 	if (cli_tokenize(model, prompt, strlen(prompt), &ids, &n_ids, &err) != 0) {
 		model_free(model);
 		return cli_fail(&err);
@@ -80,6 +94,7 @@ cli_generate(int argc, char **argv)
 		fprintf(stderr, "catscope: the prompt has %zu tokens; it must have between 1 and %d\n",
 			n_ids, capacity - 1);
 		free(ids);
+		export_runtime_free(runtime);
 		model_free(model);
 		return 1;
 	}
@@ -95,7 +110,8 @@ cli_generate(int argc, char **argv)
 	const int32_t *step_input = ids;
 
 	for (int i = 0; i < n_new && cache->length + step_tokens <= capacity; i++) {
-		if (model_forward(model, NULL, ws, cache, step_input, step_tokens, logits, NULL, &err) != 0) {
+		if (model_forward(model, NULL, ws, cache, step_input, step_tokens, logits,
+				  runtime ? &runtime->hooks : NULL, &err) != 0) {
 			rc = cli_fail(&err);
 			break;
 		}
@@ -125,6 +141,7 @@ cli_generate(int argc, char **argv)
 	free(ids);
 	model_kv_cache_free(cache);
 	model_workspace_free(ws);
+	export_runtime_free(runtime);
 	model_free(model);
 	return rc;
 }

@@ -19,6 +19,7 @@ static const struct cli_command cli_commands[] = {
 	{ "calibrate", cli_calibrate, "write the calibration cache of a model on text" },
 	{ "info", cli_info, "check a calibration cache and summarise it" },
 	{ "report", cli_report, "print the diagnostics of every site" },
+	{ "export", cli_export, "write the quantized model as a checkpoint directory" },
 };
 
 static void

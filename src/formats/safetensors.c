@@ -25,13 +25,13 @@ struct safetensors_entry {
 	size_t file; /* index into checkpoint->files */
 };
 
-static const char *const safetensors_dtype_names[] = { "F32", "F16", "BF16" };
-static const uint64_t safetensors_dtype_sizes[] = { 4, 2, 2 };
+static const char *const safetensors_dtype_names[] = { "F32", "F16", "BF16", "I32", "I64" };
+static const uint64_t safetensors_dtype_sizes[] = { 4, 2, 2, 4, 8 };
 
 const char *
 safetensors_dtype_name(enum safetensors_dtype dtype)
 {
-	return (unsigned)dtype <= SAFETENSORS_BF16 ? safetensors_dtype_names[dtype] : "unknown";
+	return (unsigned)dtype < SAFETENSORS_DTYPE_COUNT ? safetensors_dtype_names[dtype] : "unknown";
 }
 
 static int
@@ -59,14 +59,15 @@ safetensors_parse_dtype(const struct safetensors_file *f, const char *name, cons
 
 	if (dtype == NULL)
 		return safetensors_fail(f, err, "tensor '%s' has no \"dtype\" string", name);
-	for (int i = 0; i <= SAFETENSORS_BF16; i++) {
+	for (int i = 0; i < SAFETENSORS_DTYPE_COUNT; i++) {
 		if (strcmp(dtype, safetensors_dtype_names[i]) == 0) {
 			*out = (enum safetensors_dtype)i;
 			return 0;
 		}
 	}
 	return error_set(err, "%s: tensor '%s' has dtype '%.32s', which catscope does not read; the "
-			 "supported dtypes are F32, F16 and BF16, so convert the checkpoint to one of them",
+			 "supported dtypes are F32, F16, BF16, I32 and I64, so convert the checkpoint to one of "
+			 "them",
 			 f->path, name, dtype);
 }
 
@@ -282,6 +283,21 @@ safetensors_tensor_to_f32(const struct safetensors_tensor *t, float *dst)
 
 	if (t->dtype == SAFETENSORS_F32) {
 		memcpy(dst, src, t->n_elements * sizeof(float));
+		return;
+	}
+	if (t->dtype == SAFETENSORS_I32 || t->dtype == SAFETENSORS_I64) {
+		for (uint64_t i = 0; i < t->n_elements; i++) {
+			int32_t v32;
+			int64_t v64;
+
+			if (t->dtype == SAFETENSORS_I32) {
+				memcpy(&v32, src + 4 * i, 4);
+				dst[i] = (float)v32;
+			} else {
+				memcpy(&v64, src + 8 * i, 8);
+				dst[i] = (float)v64;
+			}
+		}
 		return;
 	}
 	for (uint64_t i = 0; i < t->n_elements; i++) {

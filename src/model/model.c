@@ -133,7 +133,7 @@ model_load(const char *path, struct error *err)
 	/* A directory is a Hugging Face checkpoint; anything else is read as GGUF, whose
 	 * reader rejects other files by their magic. */
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return model_load_hf(path, err);
+		return model_is_export(path) ? model_load_export(path, err) : model_load_hf(path, err);
 	return model_load_gguf(path, err);
 }
 

@@ -1,0 +1,50 @@
+# catscope export through the command line: export -> eval prints the simulated
+# perplexity, generate runs the export, an existing directory needs --force, and a
+# SIGINT from outside leaves neither the export nor a temporary directory.
+. "$srcdir/tests/lib.sh"
+require_data
+
+cache="$scratch/stories.cache"
+text="$scratch/held.txt"
+"$CATSCOPE" calibrate "$MODEL" "$DATA/tinystories_train_sample.txt" -o "$cache" --tokens 8192 --ctx 256 \
+	>/dev/null 2>&1 || fail "calibrate failed"
+tail -c +1000001 "$DATA/tinystories_train_sample.txt" | head -c 20000 >"$text"
+
+out="$scratch/export"
+"$CATSCOPE" export "$MODEL" --calib "$cache" --transform cat --site blk.0.ffn_down=hadamard \
+	--kv-bits 4 --dtype f32 --source-rope-order -o "$out" >"$scratch/export.txt" ||
+	fail "export failed"
+grep -q "^size" "$scratch/export.txt" || fail "export printed no size"
+grep -q "^time" "$scratch/export.txt" || fail "export printed no time"
+grep -q '"ffn_down": "mixed"' "$out/config.json" || fail "the --site override is not in config.json"
+
+ppl() { awk '/^perplexity/ { print $2 }'; }
+exported=$("$CATSCOPE" eval "$out" "$text" --ctx 128 | ppl)
+"$CATSCOPE" export "$MODEL" --calib "$cache" --transform cat --kv-bits 4 --dtype f32 \
+	--source-rope-order -o "$scratch/plain" >/dev/null || fail "second export failed"
+plain=$("$CATSCOPE" eval "$scratch/plain" "$text" --ctx 128 | ppl)
+simulated=$("$CATSCOPE" eval "$MODEL" "$text" --ctx 128 --calib "$cache" --transform cat --kv-bits 4 | ppl)
+echo "perplexity: simulated $simulated, exported $plain (with a site override: $exported)"
+[ -n "$plain" ] && [ "$plain" = "$simulated" ] || fail "export ($plain) and simulation ($simulated) differ"
+
+"$CATSCOPE" generate "$out" --prompt "Once upon a time" -n 20 >"$scratch/generated.txt" ||
+	fail "generate on the export failed"
+grep -q "Once upon a time" "$scratch/generated.txt" || fail "generate printed no continuation"
+
+before=$(cksum <"$out/model.safetensors")
+if "$CATSCOPE" export "$MODEL" --calib "$cache" -o "$out" >/dev/null 2>&1; then
+	fail "export replaced an existing directory without --force"
+fi
+[ "$(cksum <"$out/model.safetensors")" = "$before" ] || fail "a rejected export changed the old one"
+"$CATSCOPE" export "$MODEL" --calib "$cache" -o "$out" --force >/dev/null || fail "export --force failed"
+[ "$(cksum <"$out/model.safetensors")" != "$before" ] || fail "export --force did not replace the export"
+
+# SIGINT while GPTQ runs: nothing may be left behind.
+"$CATSCOPE" export "$MODEL" --calib "$cache" --transform cat --gptq -o "$scratch/killed" >/dev/null 2>&1 &
+pid=$!
+sleep 0.2
+kill -INT "$pid" 2>/dev/null
+wait "$pid"
+[ ! -e "$scratch/killed" ] || [ -f "$scratch/killed/config.json" ] || fail "an interrupted export left a partial directory"
+ls "$scratch" | grep -q '\.tmp-' && fail "an interrupted export left its temporary directory"
+exit 0
