@@ -12,6 +12,8 @@
 #include <jansson.h>
 
 #include "catscope/alloc.h"
+#include "catscope/jsonfile.h"
+#include "catscope/model_load.h"
 #include "export_impl.h"
 
 void
@@ -66,18 +68,9 @@ export_hook_chain_init(struct export_hook_chain *chain, const struct model_hooks
 bool
 export_is_directory(const char *dir)
 {
-	char path[PATH_MAX];
 	struct stat st;
-	json_t *config;
-	bool found;
 
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-		return false;
-	snprintf(path, sizeof(path), "%s/%s", dir, EXPORT_CONFIG_FILE);
-	config = json_load_file(path, 0, NULL);
-	found = json_is_object(json_object_get(config, "catscope"));
-	json_decref(config);
-	return found;
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && model_is_export(dir);
 }
 
 static void
@@ -237,7 +230,7 @@ export_runtime_open(const struct model *model, struct error *err)
 	int rc = -1;
 
 	snprintf(path, sizeof(path), "%s/%s", model->path, EXPORT_CONFIG_FILE);
-	config = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	config = jsonfile_load(path, JSON_REJECT_DUPLICATES, NULL);
 	cat = json_object_get(config, "catscope");
 	rt->model = model;
 	rt->n_sites = c->n_layers * SITE_KIND_COUNT;

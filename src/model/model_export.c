@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "catscope/alloc.h"
+#include "catscope/jsonfile.h"
 #include "catscope/model_load.h"
 #include "catscope/safetensors.h"
 
@@ -45,7 +46,7 @@ model_is_export(const char *dir)
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	if (access(path, F_OK) != 0)
 		return false;
-	config = json_load_file(path, 0, NULL);
+	config = jsonfile_load(path, 0, NULL);
 	found = json_is_object(json_object_get(config, "catscope"));
 	json_decref(config);
 	return found;
@@ -353,8 +354,7 @@ export_loader_weights(const struct export_loader *h, struct model *m, struct err
 static int
 export_loader_spm_vocab(const char *path, struct model *m, struct error *err)
 {
-	json_error_t json_err;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &json_err);
+	json_t *root = jsonfile_load(path, JSON_REJECT_DUPLICATES, err);
 	const json_t *tokens = json_object_get(root, "tokens");
 	const json_t *scores = json_object_get(root, "scores");
 	const json_t *types = json_object_get(root, "token_types");
@@ -363,8 +363,7 @@ export_loader_spm_vocab(const char *path, struct model *m, struct error *err)
 	int rc = -1;
 
 	if (root == NULL)
-		return error_set(err, "%s: cannot read the vocabulary: %s (line %d)", path, json_err.text,
-				 json_err.line);
+		return -1;
 	n = json_array_size(tokens);
 	if (n == 0 || json_array_size(scores) != n || (!json_is_null(types) && json_array_size(types) != n) ||
 	    n > (size_t)m->config.vocab_size) {
@@ -442,22 +441,21 @@ model_load_export(const char *dir, struct error *err)
 {
 	struct export_loader h = { .dir = dir };
 	struct model *m = alloc_zeroed(1, sizeof(*m));
-	json_error_t json_err;
 	int rc = -1;
 
 	m->path = alloc_strdup(dir);
 	snprintf(h.config_path, sizeof(h.config_path), "%s/config.json", dir);
-	h.config = json_load_file(h.config_path, JSON_REJECT_DUPLICATES, &json_err);
+	h.config = jsonfile_load(h.config_path, JSON_REJECT_DUPLICATES, err);
 	h.cat = json_object_get(h.config, "catscope");
-	if (h.config == NULL)
-		error_set(err, "%s: cannot read the model config: %s (line %d, column %d)", h.config_path,
-			  json_err.text, json_err.line, json_err.column);
-	else if (!json_is_object(h.cat))
+	if (h.config == NULL) {
+		rc = -1; /* jsonfile_load has set err */
+	} else if (!json_is_object(h.cat)) {
 		error_set(err, "%s: no \"catscope\" object; not a catscope export", h.config_path);
-	else if (export_loader_config(&h, &m->config, err) == 0 &&
+	} else if (export_loader_config(&h, &m->config, err) == 0 &&
 		 (h.ckpt = safetensors_checkpoint_open(dir, err)) != NULL &&
-		 export_loader_weights(&h, m, err) == 0 && export_loader_tokenizer(&h, m, err) == 0)
+		 export_loader_weights(&h, m, err) == 0 && export_loader_tokenizer(&h, m, err) == 0) {
 		rc = 0;
+	}
 	safetensors_checkpoint_close(h.ckpt);
 	json_decref(h.config);
 	if (rc != 0) {

@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "catscope/alloc.h"
-#include "catscope/mapfile.h"
+#include "catscope/jsonfile.h"
 #include "catscope/tokenizer.h"
 #include "tokenizer_impl.h"
 
@@ -48,32 +48,11 @@ hf_fail(const struct hf_loader *ld, const char *fmt, ...)
 	return error_set(ld->err, "%s: %s", ld->path, message);
 }
 
-static int
-json_load_failed(const struct hf_loader *ld, const json_error_t *jerr)
-{
-	if (json_error_code(jerr) == json_error_cannot_open_file)
-		return hf_fail(ld, "%s", jerr->text);
-	return hf_fail(ld, "invalid JSON at line %d, column %d: %s", jerr->line, jerr->column,
-		       jerr->text);
-}
-
-/* Parses a JSON file through a read-only map, so that a FIFO or device named like a
- * tokenizer file is rejected instead of blocking the open. Returns NULL with err set. */
+/* Parses a JSON file; jsonfile_load rejects a FIFO instead of blocking on it. */
 static json_t *
 load_json_file(const struct hf_loader *ld, size_t flags)
 {
-	const uint8_t *data;
-	size_t size;
-	json_error_t jerr;
-	json_t *root;
-
-	if (mapfile_open(ld->path, &data, &size, ld->err) != 0)
-		return NULL;
-	root = json_loadb((const char *)data, size, flags, &jerr);
-	mapfile_close(data, size);
-	if (root == NULL)
-		json_load_failed(ld, &jerr);
-	return root;
+	return jsonfile_load(ld->path, flags, ld->err);
 }
 
 static const char *
