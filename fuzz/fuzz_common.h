@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -47,6 +48,44 @@ fuzz_write_file(const char *dir, const char *name, const uint8_t *data, size_t s
 		perror(path);
 		abort();
 	}
+}
+
+static char fuzz_temp_path[4096];
+
+/* Removes the temporary folder and every file in it (the targets write no subfolders). */
+static void
+fuzz_temp_dir_remove(void)
+{
+	DIR *d = opendir(fuzz_temp_path);
+	struct dirent *e;
+	char path[8192];
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", fuzz_temp_path, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(fuzz_temp_path);
+}
+
+/* Creates a temporary folder for targets whose reader takes a directory, removed when
+ * the run ends; returns its path (static storage). */
+static const char *
+fuzz_temp_dir(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(fuzz_temp_path, sizeof(fuzz_temp_path), "%s/catscope-fuzz-XXXXXX", tmp ? tmp : "/tmp");
+	if (mkdtemp(fuzz_temp_path) == NULL) {
+		perror("mkdtemp");
+		abort();
+	}
+	atexit(fuzz_temp_dir_remove);
+	return fuzz_temp_path;
 }
 
 #endif

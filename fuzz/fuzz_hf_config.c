@@ -24,7 +24,7 @@
 #define TINY_KV TINY_HEAD
 #define TINY_VOCAB 8
 
-static char fuzz_dir[4096];
+static const char *fuzz_dir;
 
 static const struct {
 	const char *name;
@@ -101,34 +101,13 @@ write_weights(void)
 	free(bytes);
 }
 
-/* Removes the folder and the files the target writes, at the end of a run. */
-static void
-remove_fuzz_dir(void)
-{
-	static const char *const names[] = { "config.json", "model.safetensors", "tokenizer.json" };
-	char path[8192];
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", fuzz_dir, names[i]);
-		unlink(path);
-	}
-	rmdir(fuzz_dir);
-}
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const char tokenizer[] =
 		"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"c\":3},"
 		"\"merges\":[\"a b\"]}}";
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/catscope-fuzz-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(fuzz_dir) == NULL) {
-		perror("mkdtemp");
-		abort();
-	}
-	atexit(remove_fuzz_dir);
+	fuzz_dir = fuzz_temp_dir();
 	write_weights();
 	fuzz_write_file(fuzz_dir, "tokenizer.json", (const uint8_t *)tokenizer, sizeof(tokenizer) - 1);
 	return 0;

@@ -13,7 +13,7 @@
 #include "catscope/safetensors.h"
 #include "fuzz_common.h"
 
-static char fuzz_dir[4096];
+static const char *fuzz_dir;
 
 /* Writes a valid safetensors file with the given header and a zeroed data section. */
 static void
@@ -30,31 +30,10 @@ write_shard(const char *name, const char *header, size_t data_size)
 	free(bytes);
 }
 
-/* Removes the folder and the files the target writes, at the end of a run. */
-static void
-remove_fuzz_dir(void)
-{
-	static const char *const names[] = { "model.safetensors.index.json", "shard-a.safetensors", "shard-b.safetensors" };
-	char path[8192];
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", fuzz_dir, names[i]);
-		unlink(path);
-	}
-	rmdir(fuzz_dir);
-}
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/catscope-fuzz-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(fuzz_dir) == NULL) {
-		perror("mkdtemp");
-		abort();
-	}
-	atexit(remove_fuzz_dir);
+	fuzz_dir = fuzz_temp_dir();
 	write_shard("shard-a.safetensors",
 		    "{\"a.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
 		    "\"a.bias\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[24,30]}}", 30);

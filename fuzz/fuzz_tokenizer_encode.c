@@ -95,20 +95,8 @@ build_byte_level(const char *dir)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *tmp = getenv("TMPDIR");
-	char dir[4096];
-	char path[4200];
-
-	snprintf(dir, sizeof(dir), "%s/catscope-fuzz-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		abort();
-	}
 	spm = build_spm();
-	byte_level = build_byte_level(dir);
-	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
-	remove(path);
-	rmdir(dir);
+	byte_level = build_byte_level(fuzz_temp_dir());
 	return 0;
 }
 

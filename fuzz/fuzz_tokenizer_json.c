@@ -10,18 +10,12 @@
 #include "catscope/tokenizer.h"
 #include "fuzz_common.h"
 
-static char fuzz_dir[4096];
+static const char *fuzz_dir;
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/catscope-fuzz-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(fuzz_dir) == NULL) {
-		perror("mkdtemp");
-		abort();
-	}
+	fuzz_dir = fuzz_temp_dir();
 	return 0;
 }
 

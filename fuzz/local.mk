@@ -49,11 +49,11 @@ clean-fuzz:
 SANITIZE_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 check-sanitize:
-	rm -rf build-sanitize/src && mkdir -p build-sanitize
+	rm -rf build-sanitize && mkdir -p build-sanitize
 	$(MAKE) $(AM_MAKEFLAGS) distdir distdir=build-sanitize/src
 	mkdir -p build-sanitize/build
 	cd build-sanitize/build && \
-	  { test -f Makefile || ../src/configure -q CFLAGS="$(SANITIZE_CFLAGS)" \
+	  { ../src/configure -q CFLAGS="$(SANITIZE_CFLAGS)" \
 	    CATSCOPE_DATA="$$(cd '$(CATSCOPE_DATA)' && pwd)"; } && \
 	  $(MAKE) $(AM_MAKEFLAGS) && \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
