@@ -73,7 +73,9 @@ fuzz_temp_dir_remove(void)
 }
 
 /* Creates a temporary folder for targets whose reader takes a directory, removed when
- * the run ends; returns its path (static storage). */
+ * the run ends through exit (libFuzzer's time limit may skip that, so a target that
+ * needs the folder only at start-up should call fuzz_temp_dir_remove itself); returns
+ * its path (static storage). */
 static const char *
 fuzz_temp_dir(void)
 {

@@ -97,6 +97,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	spm = build_spm();
 	byte_level = build_byte_level(fuzz_temp_dir());
+	/* The tokenizer is in memory now; libFuzzer may end the run without atexit. */
+	fuzz_temp_dir_remove();
 	return 0;
 }
 
