@@ -20,12 +20,24 @@ grep -q '"ffn_down": "mixed"' "$out/config.json" || fail "the --site override is
 
 ppl() { awk '/^perplexity/ { print $2 }'; }
 exported=$("$CATSCOPE" eval "$out" "$text" --ctx 128 | ppl)
+# The default export (16-bit embeddings and head, Hugging Face q/k order) and the f32
+# export in the source's order each compute exactly what eval simulates with the same
+# options.
+"$CATSCOPE" export "$MODEL" --calib "$cache" --transform cat --kv-bits 4 -o "$scratch/default" \
+	>/dev/null || fail "the default export failed"
+default=$("$CATSCOPE" eval "$scratch/default" "$text" --ctx 128 | ppl)
+simulated=$("$CATSCOPE" eval "$MODEL" "$text" --ctx 128 --calib "$cache" --transform cat --kv-bits 4 | ppl)
 "$CATSCOPE" export "$MODEL" --calib "$cache" --transform cat --kv-bits 4 --dtype f32 \
 	--source-rope-order -o "$scratch/plain" >/dev/null || fail "second export failed"
 plain=$("$CATSCOPE" eval "$scratch/plain" "$text" --ctx 128 | ppl)
-simulated=$("$CATSCOPE" eval "$MODEL" "$text" --ctx 128 --calib "$cache" --transform cat --kv-bits 4 | ppl)
-echo "perplexity: simulated $simulated, exported $plain (with a site override: $exported)"
-[ -n "$plain" ] && [ "$plain" = "$simulated" ] || fail "export ($plain) and simulation ($simulated) differ"
+simulated_plain=$("$CATSCOPE" eval "$MODEL" "$text" --ctx 128 --calib "$cache" --transform cat --kv-bits 4 \
+	--dtype f32 --source-rope-order | ppl)
+echo "perplexity: simulated $simulated, exported $default; f32 in source order: simulated" \
+	"$simulated_plain, exported $plain (with a site override: $exported)"
+[ -n "$default" ] && [ "$default" = "$simulated" ] ||
+	fail "the default export ($default) and its simulation ($simulated) differ"
+[ -n "$plain" ] && [ "$plain" = "$simulated_plain" ] ||
+	fail "the f32 export ($plain) and its simulation ($simulated_plain) differ"
 
 "$CATSCOPE" generate "$out" --prompt "Once upon a time" -n 20 >"$scratch/generated.txt" ||
 	fail "generate on the export failed"

@@ -46,7 +46,8 @@ struct export_options {
 	/* Keep q/k rows in the source's RoPE order (GGUF: adjacent pairs) instead of the
 	 * Hugging Face halves order. Reordering is exact in real arithmetic but changes
 	 * float rounding in attention, and 4-bit activations amplify that. With the source
-	 * order the export computes bit for bit what the simulation computes. */
+	 * order the export computes bit for bit what a simulation in the source order
+	 * computes (struct simulation_options.hf_rope_order false). */
 	bool source_rope_order;
 	/* For tests: fail, or raise SIGINT, once this many linear layers are built
 	 * (negative: never). */

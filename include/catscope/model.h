@@ -77,6 +77,10 @@ void model_free(struct model *model);
 void model_linear_shape(const struct model_config *config, enum model_linear linear, int *rows,
 			int *cols);
 enum site_kind model_linear_site(enum model_linear linear);
+/* The row order that turns adjacent-pair RoPE weights into rotate-half ones: row r of
+ * the halves layout is row perm[r] of the adjacent layout, head by head (n_heads x
+ * head_dim entries). Exact in real arithmetic; attention then sums in another order. */
+void model_rope_halves_permutation(int n_heads, int head_dim, int *perm);
 const char *model_linear_name(enum model_linear linear);
 
 /* Hooks into the forward pass. site is called with the n x d input of every quantized

@@ -31,6 +31,11 @@ static const char eval_usage[] =
 	"  --weights P, --acts P  full quantizer settings, as for catscope report\n"
 	"  --gptq               round weights with GPTQ\n"
 	"  --kv-bits B          quantize the KV cache to B bits (asymmetric, one group per head)\n"
+	"  --dtype T            f16 (default), bf16 or f32: the precision of the embeddings,\n"
+	"                       final norm and output head, as catscope export stores them\n"
+	"  --source-rope-order  keep q/k in the source's RoPE order; by default they run in\n"
+	"                       Hugging Face's order, as an export stores them, so that this\n"
+	"                       simulation and 'catscope eval' of the export agree exactly\n"
 	"\n"
 	"A directory written by catscope export runs as exported: integer weights, each site's\n"
 	"transform applied online, activations and KV cache quantized as recorded in its\n"
@@ -59,6 +64,8 @@ cli_eval(int argc, char **argv)
 		{ "acts", required_argument, NULL, 'a' },
 		{ "gptq", no_argument, NULL, 'g' },
 		{ "kv-bits", required_argument, NULL, 'K' },
+		{ "dtype", required_argument, NULL, 'd' },
+		{ "source-rope-order", no_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -77,6 +84,7 @@ cli_eval(int argc, char **argv)
 	struct export_hook_chain chain;
 	const struct model_hooks *hooks = NULL;
 	int kv_bits = 0;
+	struct simulation_options sim_options = { SIMULATION_F16, true };
 	int quant_given = 0;
 	char *text;
 	size_t length;
@@ -114,6 +122,21 @@ cli_eval(int argc, char **argv)
 				return 2;
 			quant_given = 1;
 			break;
+		case 'd':
+			if (strcmp(optarg, "f16") == 0)
+				sim_options.storage = SIMULATION_F16;
+			else if (strcmp(optarg, "bf16") == 0)
+				sim_options.storage = SIMULATION_BF16;
+			else if (strcmp(optarg, "f32") == 0)
+				sim_options.storage = SIMULATION_F32;
+			else
+				return cli_usage_error("eval", "--dtype expects f16, bf16 or f32, got '%s'", optarg);
+			quant_given = 1;
+			break;
+		case 'r':
+			sim_options.hf_rope_order = false;
+			quant_given = 1;
+			break;
 		case 'h':
 			fputs(eval_usage, stdout);
 			return 0;
@@ -143,7 +166,7 @@ cli_eval(int argc, char **argv)
 		analysis_set_quant(analysis, &quant);
 		for (int i = 0; i < analysis->n_sites; i++)
 			analysis_set_transform(analysis, i, &spec);
-		sim = simulation_new(analysis, &err);
+		sim = simulation_new_with(analysis, &sim_options, &err);
 		if (sim == NULL) {
 			analysis_free(analysis);
 			workspace_close(&ws);
@@ -172,7 +195,7 @@ cli_eval(int argc, char **argv)
 	free(text);
 
 	progress_start(&progress, "eval", "tok", n_ids / (size_t)ctx * (size_t)ctx, NULL, NULL);
-	if (eval_perplexity(model, sim ? sim->blocks : NULL, hooks, ids, n_ids, ctx, &progress, &result, &err) != 0) {
+	if (eval_perplexity(sim ? &sim->view : model, NULL, hooks, ids, n_ids, ctx, &progress, &result, &err) != 0) {
 		progress_finish(&progress);
 		free(ids);
 		eval_release(&ws, analysis, sim, runtime);

@@ -34,8 +34,9 @@ static const char export_usage[] =
 	"  -o, --output DIR     the directory to create\n"
 	"  --force              replace DIR if it is an earlier export\n"
 	"  --source-rope-order  keep q/k rows in the source's RoPE order (for a GGUF source:\n"
-	"                       adjacent pairs) instead of Hugging Face's; with --dtype f32\n"
-	"                       the export then computes bit for bit what eval simulates\n"
+	"                       adjacent pairs) instead of Hugging Face's; 'catscope eval\n"
+	"                       --calib' with the same --dtype and --source-rope-order\n"
+	"                       simulates the export bit for bit\n"
 	"  --session FILE       take the per-site choices from a session (not available yet)\n";
 
 static int

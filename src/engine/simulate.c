@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "catscope/alloc.h"
+#include "catscope/half.h"
 #include "catscope/simulate.h"
 
 /* The forward hook: x <- Q(T x), token by token. */
@@ -72,8 +73,89 @@ simulation_build_site(struct simulation *s, struct analysis *a, int index, struc
 	return rc;
 }
 
+void
+simulation_options_default(struct simulation_options *opt)
+{
+	opt->storage = SIMULATION_F32;
+	opt->hf_rope_order = false;
+}
+
+static float
+simulation_round(float v, enum simulation_storage storage)
+{
+	if (storage == SIMULATION_F16)
+		return half_f16_to_f32(half_f32_to_f16(v));
+	if (storage == SIMULATION_BF16)
+		return half_bf16_to_f32(half_f32_to_bf16(v));
+	return v;
+}
+
+/* Rounds the embeddings, the final norm and the output head into copies the view uses. */
+static void
+simulation_round_unquantized(struct simulation *s, enum simulation_storage storage)
+{
+	const struct model_config *c = &s->model->config;
+	size_t table = (size_t)c->vocab_size * c->dim;
+	size_t total = table * (c->tied_output ? 1 : 2) + (size_t)c->dim;
+	float *p;
+
+	if (storage == SIMULATION_F32)
+		return;
+	p = s->unquantized = alloc_aligned(total, sizeof(float));
+	for (size_t i = 0; i < table; i++)
+		p[i] = simulation_round(s->model->token_embedding[i], storage);
+	s->view.token_embedding = p;
+	s->view.output = p;
+	p += table;
+	if (!c->tied_output) {
+		for (size_t i = 0; i < table; i++)
+			p[i] = simulation_round(s->model->output[i], storage);
+		s->view.output = p;
+		p += table;
+	}
+	for (int i = 0; i < c->dim; i++)
+		p[i] = simulation_round(s->model->output_norm[i], storage);
+	s->view.output_norm = p;
+}
+
+/* Puts the q and k rows of every block into rotate-half order, head by head. */
+static void
+simulation_reorder_rope(struct simulation *s)
+{
+	const struct model_config *c = &s->model->config;
+
+	for (int j = LINEAR_Q; j <= LINEAR_K; j++) {
+		int heads = j == LINEAR_Q ? c->n_heads : c->n_kv_heads;
+		int rows = heads * c->head_dim;
+		int *perm = alloc_array((size_t)rows, sizeof(int));
+		float *copy = alloc_array((size_t)rows * c->dim, sizeof(float));
+
+		model_rope_halves_permutation(heads, c->head_dim, perm);
+		for (int l = 0; l < c->n_layers; l++) {
+			float *w = s->blocks[l].linear[j];
+
+			memcpy(copy, w, (size_t)rows * c->dim * sizeof(float));
+			for (int r = 0; r < rows; r++)
+				memcpy(w + (size_t)r * c->dim, copy + (size_t)perm[r] * c->dim,
+				       (size_t)c->dim * sizeof(float));
+		}
+		free(perm);
+		free(copy);
+	}
+	s->view.config.rope_style = ROPE_HALVES;
+}
+
 struct simulation *
 simulation_new(struct analysis *a, struct error *err)
+{
+	struct simulation_options opt;
+
+	simulation_options_default(&opt);
+	return simulation_new_with(a, &opt, err);
+}
+
+struct simulation *
+simulation_new_with(struct analysis *a, const struct simulation_options *opt, struct error *err)
 {
 	const struct model_config *c = &a->model->config;
 	struct simulation *s = alloc_zeroed(1, sizeof(*s));
@@ -103,6 +185,17 @@ simulation_new(struct analysis *a, struct error *err)
 	}
 	s->hooks.ctx = s;
 	s->hooks.site = simulation_site_hook;
+
+	/* The view shares everything with the source model except what the options change;
+	 * it owns nothing, so it is never passed to model_free. */
+	s->view = *a->model;
+	s->view.blocks = s->blocks;
+	s->view.storage = NULL;
+	simulation_round_unquantized(s, opt->storage);
+	/* Biases and per-head norms would need the same reordering; GGUF llama models,
+	 * the only adjacent-pair source, have neither. */
+	if (opt->hf_rope_order && c->rope_style == ROPE_ADJACENT_PAIRS && !c->qkv_bias && !c->qk_norm)
+		simulation_reorder_rope(s);
 	return s;
 }
 
@@ -116,5 +209,6 @@ simulation_free(struct simulation *s)
 	free(s->transforms);
 	free(s->blocks);
 	free(s->storage);
+	free(s->unquantized);
 	free(s);
 }

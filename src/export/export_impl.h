@@ -17,9 +17,6 @@ extern const char *const export_linear_names[LINEAR_COUNT];
 int export_recover_group(const float *v, int n, const struct quant_params *p, uint8_t *codes,
 			 float *step, int32_t *zero);
 
-/* Row order that turns q/k weights for adjacent-pair RoPE into the Hugging Face
- * halves order: hf_row r reads row perm[r]. */
-void export_rope_permutation(int n_heads, int head_dim, int *perm);
 
 /* Adds the packed weights of every linear layer, the site transforms and the
  * unquantized tensors of sim's model to w. Counts inexact groups in *inexact. Calls

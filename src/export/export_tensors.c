@@ -87,17 +87,6 @@ export_recover_group(const float *v, int n, const struct quant_params *p, uint8_
 	return 1;
 }
 
-void
-export_rope_permutation(int n_heads, int head_dim, int *perm)
-{
-	int half = head_dim / 2;
-
-	for (int h = 0; h < n_heads; h++)
-		for (int j = 0; j < 2; j++)
-			for (int i = 0; i < half; i++)
-				perm[h * head_dim + j * half + i] = h * head_dim + 2 * i + j;
-}
-
 /* Reorders the rows of a rows x cols matrix of elements of size bytes by perm. */
 static void
 export_permute_rows(void *data, int rows, size_t row_bytes, const int *perm)
@@ -123,7 +112,7 @@ export_linear_permutation(const struct model_config *c, enum model_linear j, boo
 	if (!hf_order || c->rope_style != ROPE_ADJACENT_PAIRS || (j != LINEAR_Q && j != LINEAR_K))
 		return NULL;
 	perm = alloc_array((size_t)heads * c->head_dim, sizeof(int));
-	export_rope_permutation(heads, c->head_dim, perm);
+	model_rope_halves_permutation(heads, c->head_dim, perm);
 	return perm;
 }
 
@@ -302,7 +291,7 @@ export_add_unquantized(struct safetensors_writer *w, const struct model *m,
 		if (c->qk_norm) {
 			if (perm_q != NULL) {
 				perm_head = alloc_array((size_t)c->head_dim, sizeof(int));
-				export_rope_permutation(1, c->head_dim, perm_head);
+				model_rope_halves_permutation(1, c->head_dim, perm_head);
 			}
 			snprintf(name, sizeof(name), "model.layers.%d.self_attn.q_norm.weight", l);
 			export_add_vector(w, name, dtype, b->q_norm, c->head_dim, perm_head);

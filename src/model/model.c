@@ -52,6 +52,17 @@ model_linear_shape(const struct model_config *c, enum model_linear linear, int *
 	}
 }
 
+void
+model_rope_halves_permutation(int n_heads, int head_dim, int *perm)
+{
+	int half = head_dim / 2;
+
+	for (int h = 0; h < n_heads; h++)
+		for (int j = 0; j < 2; j++)
+			for (int i = 0; i < half; i++)
+				perm[h * head_dim + j * half + i] = h * head_dim + 2 * i + j;
+}
+
 enum site_kind
 model_linear_site(enum model_linear linear)
 {
