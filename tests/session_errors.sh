@@ -12,8 +12,8 @@ sed -e '/"calib": {/,/^  },$/c\
 "$CATSCOPE" replay "$good" --batch --model "$MODEL" --format csv >/dev/null 2>"$scratch/err" ||
 	fail "the valid session was rejected: $(cat "$scratch/err")"
 
-# Runs replay on a file made by a sed script from the valid one; expects exit 1 and
-# one stderr line that names the file and contains the text.
+# Runs replay on a copy of the valid file edited by a sed script. It expects exit 1
+# and one stderr line that names the file and contains the text.
 expect_error() {
 	name=$1 script=$2 text=$3
 	shift 3

@@ -1,9 +1,9 @@
 #!/bin/sh
-# Replays the example session in sessions/ on the real model with a cache this
-# test calibrates (4096 tokens, windows of 256, the default seed, so the cache is
-# the same on every run): the numbers match values recorded from a run, replaying
-# twice or through the journal prints the same bytes, and the sites agree with
-# catscope report for the same transform and quantizer.
+# Replays the example session in sessions/ on the real model. The cache is
+# calibrated here with 4096 tokens, windows of 256 and the default seed, so it is
+# the same on every run. The numbers must match values recorded from a run,
+# replaying twice or through the journal must print the same bytes, and the sites
+# must agree with catscope report for the same transform and quantizer.
 . "$srcdir/tests/lib.sh"
 require_data
 
@@ -12,8 +12,8 @@ cache="$scratch/stories260K-4096.cache"
 "$CATSCOPE" calibrate "$MODEL" "$DATA/tinystories_train_sample.txt" -o "$cache" --tokens 4096 --ctx 256 \
 	>/dev/null 2>&1 || fail "calibrate failed"
 
-# The session names its model relative to itself (../../shared/data), which only
-# holds in a checkout beside the shared data, so the test passes both files.
+# The session names its model relative to itself (../../shared/data), which is
+# right only in a checkout beside the shared data, so the test passes both files.
 replay() {
 	"$CATSCOPE" replay "$example" --batch --model "$MODEL" --calib "$cache" "$@"
 }

@@ -1,6 +1,6 @@
-/* Tests of sessions on the real stories260K model (without calibration): saving and
- * loading keep the state, the journal re-runs to the final state with undos, paths
- * are stored relative to the session file, and every kind of bad file is rejected
+/* Tests of sessions on the real stories260K model, without calibration. Saving and
+ * loading keep the state, and the journal re-runs to the final state with undos.
+ * Paths are stored relative to the session file. Every kind of bad file is rejected
  * with its file name and JSON path. */
 #include "config.h"
 

@@ -1,7 +1,7 @@
 /* Sessions: what a user did in the explorer, saved as a JSON file (catscope-session(5))
  * and replayed in the explorer or without a screen.
  *
- * A session holds the model and cache it was made on (paths and fingerprints), the
+ * A session contains the model and cache it was made on (paths and fingerprints), the
  * final state (quantizer and every site's transform), the explorer's position, and
  * the journal: every action in order with its UTC time, starting from the state in
  * journal_start. Replaying applies the final state (session_apply); re-running the

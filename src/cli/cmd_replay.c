@@ -172,12 +172,13 @@ static int
 replay_explore(struct replay_request *req, struct session *s, struct workspace *ws,
 	       struct analysis *a, struct error *err)
 {
-	const char *model = session_model_path(s);
-	const char *slash = strrchr(model, '/');
+	const char *model, *slash;
 
 	/* Saving again records the files actually used (after --model, --calib or
-	 * --force). */
-	session_rebind(s, model, ws->model, session_cache_path(s), ws->cache);
+	 * --force). This replaces the stored paths, so read them only afterwards. */
+	session_rebind(s, session_model_path(s), ws->model, session_cache_path(s), ws->cache);
+	model = session_model_path(s);
+	slash = strrchr(model, '/');
 	req->topt.model_name = slash != NULL && slash[1] != '\0' ? slash + 1 : model;
 	req->topt.calib_name = session_cache_path(s);
 	req->topt.session = s;

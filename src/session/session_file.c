@@ -19,7 +19,7 @@
 
 #define SESSION_FORMAT_NAME "catscope-session"
 
-/* What a failing check needs to build "FILE: JSON.PATH: problem". */
+/* The file name and error buffer that failing checks format "FILE: JSON.PATH: problem" into. */
 struct loader {
 	const char *file;
 	struct error *err;
@@ -57,8 +57,8 @@ json_type_label(const json_t *value)
 	return "a value";
 }
 
-/* Checks that value (found at json_path) has the type; a missing value is an error
- * unless optional, in which case *present tells. */
+/* Checks that value (found at json_path) exists and has the type. Callers check
+ * optional fields for NULL first. */
 static int
 expect_type(const struct loader *ld, const json_t *value, const char *json_path, json_type type,
 	    const char *expected)
@@ -649,9 +649,9 @@ session_to_json(const struct session *s, const char *path)
 	return root;
 }
 
-/* Writes v as JSON: objects one key a line, arrays one element a line, and each
- * array element on a single line, so that a site or journal entry reads as one line
- * and a diff of two sessions shows the changed entries. */
+/* Writes v as JSON with one object key or array element per line. Each array
+ * element stays on a single line, so a diff of two sessions shows whole changed
+ * sites and journal entries. */
 static void
 write_json(FILE *out, json_t *v, int depth)
 {

@@ -11,7 +11,7 @@
 
 #include "tui_impl.h"
 
-/* Where a bare file name goes. */
+/* The directory for a file name typed without a slash. */
 #define SAVE_DIRECTORY "sessions"
 
 static void
@@ -25,8 +25,12 @@ ui_capture(const struct tui *t, struct session_ui *ui)
 	snprintf(ui->sort, sizeof(ui->sort), "%s", tui_column_title(t->sort_column));
 	ui->reverse = t->sort_reverse;
 	snprintf(ui->filter, sizeof(ui->filter), "%s", t->filter);
-	snprintf(ui->view, sizeof(ui->view), "%s",
-		 view == TUI_VIEW_DETAIL ? "detail" : view == TUI_VIEW_OVERVIEW ? "overview" : "table");
+	if (view == TUI_VIEW_DETAIL)
+		snprintf(ui->view, sizeof(ui->view), "detail");
+	else if (view == TUI_VIEW_OVERVIEW)
+		snprintf(ui->view, sizeof(ui->view), "overview");
+	else
+		snprintf(ui->view, sizeof(ui->view), "table");
 }
 
 void

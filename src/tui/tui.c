@@ -62,11 +62,12 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 		goto out;
 	}
 	log_set_sink(tui_log_sink, t);
-	if (opt->session != NULL && opt->restore_ui)
-		tui_restore_ui(t);
 	analysis_worker_start(a);
 	if (tui_compare_start(t) != 0)
 		tui_status_set(t, true, "cannot start the comparison thread; vs none stays empty");
+	/* After the comparison thread exists: the table snapshot reads its references. */
+	if (opt->session != NULL && opt->restore_ui)
+		tui_restore_ui(t);
 
 	while (!t->quit) {
 		int key;
