@@ -56,6 +56,18 @@ grep '^blk.0.ffn_down ' "$scratch/a.txt" | grep -q ' 21.17 ' || fail "table lack
 replay --format json >"$scratch/a.json" || fail "replay --format json failed"
 grep -q '"meas_db"' "$scratch/a.json" || fail "JSON has no meas_db"
 
+# A cache calibrated on fewer tokens has other statistics: rejected with both
+# provenance hashes, unless --force.
+other="$scratch/other.cache"
+"$CATSCOPE" calibrate "$MODEL" "$DATA/tinystories_train_sample.txt" -o "$other" --tokens 2048 --ctx 256 \
+	>/dev/null 2>&1 || fail "calibrate of the second cache failed"
+"$CATSCOPE" replay "$example" --batch --model "$MODEL" --calib "$other" >/dev/null 2>"$scratch/err"
+[ $? -eq 1 ] || fail "a cache with other provenance was accepted"
+grep -q "stories260K-cat.json: the session's cache has provenance hash f10146a6c4918f35, but .*other.cache has [0-9a-f]\{16\}" \
+	"$scratch/err" || fail "cache mismatch message: $(cat "$scratch/err")"
+"$CATSCOPE" replay "$example" --batch --model "$MODEL" --calib "$other" --force >/dev/null 2>"$scratch/err" ||
+	fail "--force did not override the cache mismatch"
+
 # catscope replay without --batch and catscope --replay need a terminal; --format
 # without --batch is a usage error.
 "$CATSCOPE" replay "$example" --format csv >/dev/null 2>&1

@@ -649,6 +649,15 @@ session_to_json(const struct session *s, const char *path)
 	return root;
 }
 
+static bool
+utf8_path(const char *text)
+{
+	json_t *value = json_string(text);
+
+	json_decref(value);
+	return value != NULL;
+}
+
 /* Writes v as JSON with one object key or array element per line. Each array
  * element stays on a single line, so a diff of two sessions shows whole changed
  * sites and journal entries. */
@@ -712,6 +721,11 @@ session_save(struct session *s, const char *path, struct analysis *a, const stru
 	if (ui != NULL)
 		s->ui = *ui;
 
+	/* JSON strings are UTF-8, and jansson rejects anything else. */
+	if (!utf8_path(s->model_path) ||
+	    (s->cache_path != NULL && !utf8_path(s->cache_path)))
+		return error_set(err, "%s: cannot save: the model or cache path is not valid UTF-8",
+				 path);
 	root = session_to_json(s, path);
 	out = open_memstream(&text, &length);
 	if (out == NULL) {
