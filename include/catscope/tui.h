@@ -27,6 +27,9 @@ struct tui_options {
 	struct session *session;
 	/* Start at the session's selected site, sort, filter and view. */
 	bool restore_ui;
+	/* A warning to show on the status line at start (such as a replay forced past a
+	 * fingerprint mismatch), or NULL. */
+	const char *notice;
 };
 
 /* Runs the explorer on a until the user quits. Returns 0, or -1 with err set when

@@ -35,6 +35,7 @@ static const char replay_usage[] =
 	"  --no-color, --ascii  as for the explorer\n";
 
 struct replay_request {
+	char notice[ERROR_MESSAGE_MAX + 16]; /* the --force warning, repeated in the explorer */
 	const char *file;
 	const char *model;
 	const char *calib;
@@ -142,6 +143,8 @@ replay_prepare(struct replay_request *req, struct session *s, struct workspace *
 			return -1;
 		}
 		fprintf(stderr, "catscope: warning: %s\n", err->message);
+		snprintf(req->notice, sizeof(req->notice), "warning: %s", err->message);
+		req->topt.notice = req->notice;
 	}
 
 	a = workspace_new_analysis(ws);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -440,10 +441,14 @@ session_load(const char *path, struct session **out, struct error *err)
 {
 	struct loader ld = { .file = path, .err = err };
 	json_error_t jerr;
+	struct stat st;
 	json_t *root;
 	struct session *s;
 
 	*out = NULL;
+	/* jansson reads a directory as an empty file, which would read as a syntax error. */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return error_set(err, "%s: cannot read the session: it is a directory", path);
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		/* jansson reports a file it cannot open with line -1. */

@@ -68,6 +68,8 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 	/* After the comparison thread exists: the table snapshot reads its references. */
 	if (opt->session != NULL && opt->restore_ui)
 		tui_restore_ui(t);
+	if (opt->notice != NULL)
+		tui_status_set(t, true, "%s", opt->notice);
 
 	while (!t->quit) {
 		int key;
