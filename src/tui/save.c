@@ -110,6 +110,8 @@ tui_prompt_save(struct tui *t, bool quit_after)
 	t->quit_after_save = quit_after;
 }
 
+/* NOTE: any action since the last save counts as unsaved, even when undos have
+ * brought the state back to the saved one, because the journal did change. */
 void
 tui_request_quit(struct tui *t)
 {
