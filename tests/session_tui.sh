@@ -44,13 +44,26 @@ wait_idle() {
 	done
 }
 
+# Sends keys, then waits (up to 5 s) until the screen above the status line stops
+# changing.
 keys() {
 	tm send-keys -t explorer "$@"
-	sleep 0.5
+	sleep 0.2
+	i=0
+	before=$(screen | sed '$d')
+	while [ "$i" -lt 25 ]; do
+		sleep 0.2
+		now=$(screen | sed '$d')
+		[ "$now" = "$before" ] && return 0
+		before=$now
+		i=$((i + 1))
+	done
 }
 
+# The table rows: lines that start with a site name, above the status line (which
+# can start with one too).
 rows() {
-	screen | grep '^blk\.'
+	screen | sed '$d' | grep '^blk\.'
 }
 
 # Starts the explorer in the scratch directory (where sessions/ is created) with
@@ -89,6 +102,9 @@ row=$(rows | grep '^blk.0.ffn_down ')
 echo "$row" | awk '{ exit !($3 == "cat") }' || fail "blk.0.ffn_down is not cat: $row"
 shown=$(echo "$row" | awk '{ print $9 }')
 screen | head -n 1 | grep -q 'W 5 ' || fail "W did not raise the weight bits: $(screen | head -n 1)"
+# A filter that keeps blk.0.ffn_down first, so the selection stays on it.
+keys / f f n _ d o w n Enter
+[ "$(rows | wc -l)" -eq 5 ] || { screen >&2; fail "filter ffn_down shows $(rows | wc -l) rows, expected 5"; }
 
 # F2 asks for a name; a bare name goes into sessions/ with .json added.
 keys F2
@@ -101,6 +117,7 @@ grep -q '"site": "blk.0.ffn_down", "transform": "cat"' "$session" || fail "the s
 [ "$(grep -c '"action": "set_transform"' "$session")" -eq 4 ] || fail "the journal lacks the four t presses"
 grep -q '"action": "set_quant", "quant": "w5,a4,rtn"' "$session" || fail "the journal lacks the W press"
 grep -q '"selected": "blk.0.ffn_down"' "$session" || fail "the session lacks the selected site"
+grep -q '"filter": "ffn_down"' "$session" || fail "the session lacks the filter"
 grep -q '"path": "../stories.cache"' "$session" || fail "the cache path is not relative to the session"
 
 # Nothing changed since saving: q quits at once.
@@ -120,6 +137,7 @@ screen | head -n 1 | grep -q 'W 5 ' || fail "the replayed explorer lost the weig
 row=$(rows | grep '^blk.0.ffn_down ')
 echo "$row" | awk -v m="$shown" '{ exit !($3 == "cat" && $9 == m) }' ||
 	fail "replayed blk.0.ffn_down: $row, expected cat with $shown"
+[ "$(rows | wc -l)" -eq 5 ] || fail "the replayed explorer lost the filter: $(rows | wc -l) rows"
 [ "$(rows | awk '$3 != "none"' | wc -l)" -eq 1 ] || fail "the replay changed other sites"
 
 # A change, then q: the explorer asks; Esc stays, y saves under the same name.

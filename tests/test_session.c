@@ -83,6 +83,7 @@ test_session_save_load_round_trip(void **state)
 	struct analysis *a = workspace_new_analysis(&f->ws);
 	struct analysis *b = workspace_new_analysis(&f->ws);
 	struct session *s, *loaded;
+	struct session_ui ui = { 0 };
 	struct quant_config qc;
 	struct error err;
 	char path[4200], text[128];
@@ -96,12 +97,25 @@ test_session_save_load_round_trip(void **state)
 	assert_true(session_unsaved(s));
 
 	snprintf(path, sizeof(path), "%s/round.json", f->dir);
-	assert_int_equal(session_save(s, path, a, NULL, &err), 0);
+	snprintf(ui.selected, sizeof(ui.selected), "blk.3.attn_in");
+	snprintf(ui.sort, sizeof(ui.sort), "pred");
+	ui.reverse = true;
+	snprintf(ui.filter, sizeof(ui.filter), "attn");
+	snprintf(ui.view, sizeof(ui.view), "detail");
+	assert_int_equal(session_save(s, path, a, &ui, &err), 0);
 	assert_false(session_unsaved(s));
 	assert_int_equal(session_load(path, &loaded, &err), 0);
 
 	assert_int_equal(session_model_fingerprint(loaded), f->ws.model->fingerprint);
 	assert_int_equal(session_journal_length(loaded), 3);
+	assert_int_equal(session_journal_action(loaded, 1)->kind, SESSION_SET_TRANSFORM);
+	assert_string_equal(session_journal_action(loaded, 1)->sites[0], "blk.3.attn_in");
+	assert_int_equal(session_journal_action(loaded, 2)->kind, SESSION_SET_QUANT);
+	assert_string_equal(session_ui(loaded)->selected, "blk.3.attn_in");
+	assert_string_equal(session_ui(loaded)->sort, "pred");
+	assert_true(session_ui(loaded)->reverse);
+	assert_string_equal(session_ui(loaded)->filter, "attn");
+	assert_string_equal(session_ui(loaded)->view, "detail");
 	quant_config_format(session_quant(loaded), text, sizeof(text));
 	assert_string_equal(text, "w3:asym,a8,gptq,damp=0.01");
 	assert_int_equal(session_apply(loaded, b, &err), 0);
