@@ -1,5 +1,6 @@
 # Sources and tests of the session part: the session file, the journal, replay.
-libcatscope_a_SOURCES += src/session/session.c src/session/session_file.c
+libcatscope_a_SOURCES += src/session/session.c src/session/session_read.c \
+	src/session/session_write.c
 noinst_HEADERS += include/catscope/session.h src/session/session_impl.h
 
 check_PROGRAMS += tests/test_session

@@ -1,9 +1,12 @@
 /* Internal to the session part: the session struct and helpers shared by the state
- * code (session.c) and the file code (session_file.c). */
+ * code (session.c) and the file code (session_read.c, session_write.c). */
 #ifndef CATSCOPE_SESSION_IMPL_H
 #define CATSCOPE_SESSION_IMPL_H
 
 #include "catscope/session.h"
+
+/* The value of the "format" field. */
+#define SESSION_FORMAT_NAME "catscope-session"
 
 /* Transforms of some sites by name, in file order (so an error can give the index). */
 struct session_sites {
