@@ -182,7 +182,10 @@ sleep 0.5
 screen | sed -n 2p | grep -q '^site.*gain' || fail "header after shrinking: $(screen | sed -n 2p)"
 [ "$(rows | wc -l)" -eq 20 ] || fail "expected 20 rows back at 80x24"
 
+# The changes above are not saved, so quitting asks first; n quits.
 keys q
+wait_for 'save changes? y/n/Esc'
+keys n
 i=0
 while [ ! -s "$scratch/exit" ]; do
 	i=$((i + 1))
@@ -249,6 +252,8 @@ awk -v g="$gain" 'BEGIN { exit !(g + 0 > 1.0) }' || fail "cat gains only $gain d
 keys Enter Tab Tab
 wait_for 'x rms after'
 keys Q
+wait_for 'save changes? y/n/Esc'
+keys n
 sleep 0.5
 [ "$(cat "$scratch/exit")" = 0 ] || fail "the calibrated explorer exited with $(cat "$scratch/exit")"
 echo "explorer: all checks passed"

@@ -20,6 +20,7 @@ int cli_calibrate(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_export(int argc, char **argv);
+int cli_replay(int argc, char **argv);
 
 /* Prints "catscope COMMAND: message" and a hint to run --help; returns 2. */
 int cli_usage_error(const char *command, const char *fmt, ...)

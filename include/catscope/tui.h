@@ -13,6 +13,7 @@
 
 #include "catscope/analysis.h"
 #include "catscope/error.h"
+#include "catscope/session.h"
 
 struct tui_options {
 	bool no_color;           /* monochrome, also set by a non-empty NO_COLOR */
@@ -20,9 +21,15 @@ struct tui_options {
 				  * locale whose codeset is not UTF-8 */
 	const char *model_name;  /* shown in the title */
 	const char *calib_name;  /* calibration cache shown in the title, or NULL */
-	/* Saves the current state when the user presses F2; with NULL, F2 does nothing. */
-	int (*save_session)(void *ctx, struct analysis *a, struct error *err);
-	void *save_ctx;
+	/* The session that records every change into its journal; F2 saves it and
+	 * quitting with unsaved changes asks first. With NULL, F2 does nothing. Borrowed;
+	 * the caller frees it after tui_run. */
+	struct session *session;
+	/* Start at the session's selected site, sort, filter and view. */
+	bool restore_ui;
+	/* A warning to show on the status line at start (such as a replay forced past a
+	 * fingerprint mismatch), or NULL. */
+	const char *notice;
 };
 
 /* Runs the explorer on a until the user quits. Returns 0, or -1 with err set when

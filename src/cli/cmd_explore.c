@@ -8,6 +8,7 @@
 
 #include "catscope/analysis.h"
 #include "catscope/cli.h"
+#include "catscope/session.h"
 #include "catscope/tui.h"
 #include "catscope/workspace.h"
 
@@ -17,6 +18,7 @@ static const char explore_usage[] =
 	"Opens the explorer on MODEL (a GGUF file or a Hugging Face directory): one row per\n"
 	"quantized input site with its concentration, alignment and SQNR, a detail view per\n"
 	"site and keys to try transforms and quantizers. Press ? inside for every key.\n"
+	"F2 saves the session (see catscope-session(5)); 'catscope replay' reopens it.\n"
 	"\n"
 	"  --calib CACHE  calibration statistics from 'catscope calibrate MODEL TEXT -o CACHE';\n"
 	"                 without it the activations are assumed isotropic\n"
@@ -96,8 +98,11 @@ cli_explore(int argc, char **argv)
 	slash = strrchr(argv[0], '/');
 	topt.model_name = slash != NULL && slash[1] != '\0' ? slash + 1 : argv[0];
 	topt.calib_name = calib;
+	/* The journal starts from the quantizer given on the command line. */
+	topt.session = session_new(argv[0], ws.model, calib, ws.cache, a);
 	analysis_worker_start(a);
 	rc = tui_run(a, &topt, &err);
+	session_free(topt.session);
 	analysis_free(a);
 	workspace_close(&ws);
 	if (rc != 0)

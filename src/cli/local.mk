@@ -4,6 +4,7 @@ catscope_SOURCES += src/cli/cmd_explore.c
 catscope_SOURCES += src/cli/cmd_calibrate.c src/cli/cmd_info.c
 catscope_SOURCES += src/cli/cmd_report.c src/cli/report_output.c
 catscope_SOURCES += src/cli/cmd_export.c
+catscope_SOURCES += src/cli/cmd_replay.c
 noinst_HEADERS += include/catscope/report.h
 noinst_HEADERS += include/catscope/cli.h
 dist_man_MANS += man/catscope.1

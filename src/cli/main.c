@@ -20,13 +20,15 @@ static const struct cli_command cli_commands[] = {
 	{ "info", cli_info, "check a calibration cache and summarise it" },
 	{ "report", cli_report, "print the diagnostics of every site" },
 	{ "export", cli_export, "write the quantized model as a checkpoint directory" },
+	{ "replay", cli_replay, "reopen a saved session, or print its report with --batch" },
 };
 
 static void
 cli_print_help(FILE *out)
 {
 	fprintf(out, "usage: catscope COMMAND [ARGS...]\n"
-		     "       catscope MODEL [--calib CACHE]   (the interactive explorer)\n\n"
+		     "       catscope MODEL [--calib CACHE]   (the interactive explorer)\n"
+		     "       catscope --replay SESSION        (the explorer in a saved state)\n\n"
 		     "catscope explores the quantization error of language models.\n\n"
 		     "commands:\n");
 	for (size_t i = 0; i < sizeof(cli_commands) / sizeof(cli_commands[0]); i++)
@@ -51,6 +53,8 @@ main(int argc, char **argv)
 		if (strcmp(argv[1], cli_commands[i].name) == 0)
 			return cli_commands[i].run(argc - 1, argv + 1);
 	}
+	if (strcmp(argv[1], "--replay") == 0)
+		return cli_replay(argc - 1, argv + 1);
 	/* Anything else that is not an option names a model to explore. */
 	if (argv[1][0] != '-')
 		return cli_explore(argc - 1, argv + 1);

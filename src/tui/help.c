@@ -26,7 +26,7 @@ static const char *const help_lines[] = {
 	"  T                apply the selected site's transform to every shown site",
 	"  w W  a A         weight / activation bits -1 / +1",
 	"  m  R             symmetric / asymmetric;  RTN / GPTQ",
-	"  u                undo the last change      F2  save the session (if offered)",
+	"  u                undo the last change      F2  save the session",
 	"  q Q              quit (q from the table, Q from anywhere)",
 	"Columns (dB): C(x) C(W) concentration, A alignment, headrm 10log10(A*/A),",
 	"  pred/meas SQNR, gain = SQNR minus the same site without transform",

@@ -71,6 +71,8 @@ undo_pop(struct tui *t)
 			analysis_set_transform(a, i, &u->specs[i]);
 	}
 	free(u->specs);
+	if (t->opt->session != NULL)
+		session_record_undo(t->opt->session);
 	tui_status_set(t, false, "undone (%d more state%s to undo)", t->n_undo,
 		       t->n_undo == 1 ? "" : "s");
 }
@@ -107,6 +109,8 @@ cycle_transform(struct tui *t, int site)
 			continue;
 		undo_push(t);
 		analysis_set_transform(t->a, site, &spec);
+		if (t->opt->session != NULL)
+			session_record_transform(t->opt->session, t->a, site, &spec);
 		tui_status_set(t, false, "%s: transform %s", t->table[site].name, next);
 		if (t->view == TUI_VIEW_DETAIL)
 			tui_compare_request_detail(t, site);
@@ -130,6 +134,8 @@ apply_to_shown(struct tui *t)
 	pthread_mutex_unlock(&t->a->lock);
 	for (int p = 0; p < t->n_order; p++)
 		analysis_set_transform(t->a, t->order[p], &spec);
+	if (t->opt->session != NULL)
+		session_record_apply_all(t->opt->session, t->a, t->order, t->n_order, &spec);
 	transform_spec_format(&spec, name, sizeof(name));
 	tui_status_set(t, false, "transform %s applied to %d site%s", name, t->n_order,
 		       t->n_order == 1 ? "" : "s");
@@ -169,6 +175,8 @@ change_quant(struct tui *t, enum quant_change what, int delta)
 	undo_push(t);
 	analysis_set_quant(t->a, &qc);
 	tui_compare_set_quant(t, &qc);
+	if (t->opt->session != NULL)
+		session_record_quant(t->opt->session, &qc);
 }
 
 static void
@@ -232,6 +240,10 @@ tui_handle_key(struct tui *t, int key)
 {
 	int page = tui_table_visible_rows(t) - 1;
 
+	if (t->prompt != TUI_PROMPT_NONE && key != KEY_RESIZE && key != KEY_MOUSE) {
+		tui_prompt_key(t, key);
+		return;
+	}
 	if (t->editing_filter) {
 		tui_filter_key(t, key);
 		return;
@@ -246,10 +258,10 @@ tui_handle_key(struct tui *t, int key)
 		if (t->view != TUI_VIEW_TABLE)
 			t->view = TUI_VIEW_TABLE;
 		else
-			t->quit = true;
+			tui_request_quit(t);
 		break;
 	case 'Q':
-		t->quit = true;
+		tui_request_quit(t);
 		break;
 	case KEY_DOWN:
 	case 'j':
@@ -349,14 +361,8 @@ tui_handle_key(struct tui *t, int key)
 		undo_pop(t);
 		break;
 	case KEY_F(2):
-		if (t->opt->save_session != NULL) {
-			struct error err;
-
-			if (t->opt->save_session(t->opt->save_ctx, t->a, &err) != 0)
-				tui_status_set(t, true, "saving failed: %s", err.message);
-			else
-				tui_status_set(t, false, "session saved");
-		}
+		if (t->opt->session != NULL)
+			tui_prompt_save(t, false);
 		break;
 	case KEY_MOUSE:
 		handle_mouse(t);

@@ -106,6 +106,9 @@ tui_draw_status(struct tui *t)
 		snprintf(message, sizeof(message), "%s", t->status);
 	error = t->status_error && message[0] != '\0';
 	pthread_mutex_unlock(&t->status_lock);
+	/* An open question hides other messages until it is answered. */
+	if (tui_prompt_text(t, message, sizeof(message)))
+		error = false;
 
 	if (message[0] == '\0') {
 		if (t->editing_filter)

@@ -65,6 +65,11 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 	analysis_worker_start(a);
 	if (tui_compare_start(t) != 0)
 		tui_status_set(t, true, "cannot start the comparison thread; vs none stays empty");
+	/* After the comparison thread exists: the table snapshot reads its references. */
+	if (opt->session != NULL && opt->restore_ui)
+		tui_restore_ui(t);
+	if (opt->notice != NULL)
+		tui_status_set(t, true, "%s", opt->notice);
 
 	while (!t->quit) {
 		int key;

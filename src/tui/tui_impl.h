@@ -17,6 +17,13 @@ int tui_transform_index(const struct transform_spec *spec);
 
 enum tui_view { TUI_VIEW_TABLE, TUI_VIEW_DETAIL, TUI_VIEW_OVERVIEW, TUI_VIEW_HELP };
 
+/* A question on the status line that takes every key until answered. */
+enum tui_prompt {
+	TUI_PROMPT_NONE,
+	TUI_PROMPT_SAVE_NAME,    /* the session file name, after F2 */
+	TUI_PROMPT_QUIT,         /* "save changes? y/n/Esc" before quitting */
+};
+
 enum tui_color {
 	TUI_COLOR_TITLE = 1,
 	TUI_COLOR_HEADER,
@@ -131,6 +138,10 @@ struct tui {
 	struct tui_undo undo[TUI_UNDO_MAX];
 	int n_undo;
 
+	enum tui_prompt prompt;
+	char prompt_input[200];  /* the file name typed so far */
+	bool quit_after_save;    /* the save prompt came from quitting */
+
 	pthread_mutex_t status_lock; /* the log sink can run on the worker thread */
 	char status[TUI_STATUS_MAX];
 	bool status_error;
@@ -186,6 +197,16 @@ void tui_help_draw(struct tui *t);
 /* keys.c */
 void tui_handle_key(struct tui *t, int key);
 void tui_undo_free(struct tui *t);
+
+/* save.c */
+void tui_restore_ui(struct tui *t);
+/* Opens the file name prompt; with quit_after, a successful save also quits. */
+void tui_prompt_save(struct tui *t, bool quit_after);
+/* Quits, or asks first when the session has unsaved changes. */
+void tui_request_quit(struct tui *t);
+void tui_prompt_key(struct tui *t, int key);
+/* Writes the open prompt's line into buf; false when no prompt is open. */
+bool tui_prompt_text(const struct tui *t, char *buf, size_t size);
 
 /* filter.c */
 void tui_filter_key(struct tui *t, int key);

@@ -1,0 +1,176 @@
+#!/bin/sh
+# Saves a session from the explorer under tmux and replays it: F2 with a typed
+# name writes sessions/NAME.json, quitting with unsaved changes asks first, the
+# replayed explorer shows the saved state, and replay --batch prints the SQNR the
+# screen showed. Uses a private tmux server (-L) and kills only that server.
+. "$srcdir/tests/lib.sh"
+
+TMUX_CMD=${TMUX_BIN:-tmux}
+command -v "$TMUX_CMD" >/dev/null 2>&1 || { echo "tmux not found; skipping"; exit 77; }
+require_data
+
+socket="catscope-sess-$$"
+tm() {
+	"$TMUX_CMD" -L "$socket" "$@"
+}
+socket_path=""
+trap 'tm kill-server 2>/dev/null; [ -n "$socket_path" ] && rm -f "$socket_path"; rm -rf "$scratch"' EXIT
+
+screen() {
+	tm capture-pane -p -t explorer
+}
+
+wait_for() {
+	i=0
+	while ! screen | grep -q -- "$1"; do
+		i=$((i + 1))
+		if [ "$i" -ge 300 ]; then
+			screen >&2
+			fail "timed out waiting for '$1' on the screen"
+		fi
+		sleep 0.1
+	done
+}
+
+wait_idle() {
+	i=0
+	while screen | tail -n 1 | grep -q -e computing -e comparing; do
+		i=$((i + 1))
+		if [ "$i" -ge 600 ]; then
+			screen >&2
+			fail "timed out after 60 s waiting for the explorer to finish computing"
+		fi
+		sleep 0.1
+	done
+}
+
+# Sends keys, then waits (up to 5 s) until the screen above the status line stops
+# changing.
+keys() {
+	tm send-keys -t explorer "$@"
+	sleep 0.2
+	i=0
+	before=$(screen | sed '$d')
+	while [ "$i" -lt 25 ]; do
+		sleep 0.2
+		now=$(screen | sed '$d')
+		[ "$now" = "$before" ] && return 0
+		before=$now
+		i=$((i + 1))
+	done
+}
+
+# The table rows: lines that start with a site name, above the status line (which
+# can start with one too).
+rows() {
+	screen | sed '$d' | grep '^blk\.'
+}
+
+# Starts the explorer in the scratch directory (where sessions/ is created) with
+# the arguments after catscope.
+start() {
+	rm -f "$scratch/exit"
+	tm new-session -d -s explorer -x 80 -y 24 -c "$scratch" \
+		"$CATSCOPE $1; echo \$? >'$scratch/exit'; sleep 30" || fail "tmux could not start a session"
+}
+
+wait_exit() {
+	i=0
+	while [ ! -s "$scratch/exit" ]; do
+		i=$((i + 1))
+		[ "$i" -lt 100 ] || { screen >&2; fail "the explorer did not exit"; }
+		sleep 0.1
+	done
+	[ "$(cat "$scratch/exit")" = 0 ] || fail "the explorer exited with $(cat "$scratch/exit")"
+	tm kill-session -t explorer
+}
+
+tm new-session -d -s keeper -x 80 -y 24 "sleep 600" || fail "tmux could not start its server"
+socket_path=$(tm display-message -p -t keeper '#{socket_path}')
+
+cache="$scratch/stories.cache"
+"$CATSCOPE" calibrate "$MODEL" "$DATA/tinystories_train_sample.txt" -o "$cache" --tokens 4096 --ctx 256 \
+	>/dev/null 2>&1 || fail "calibrate failed"
+
+# CAT on blk.0.ffn_down (t steps none, smooth, hadamard, cat1, cat), 5 weight bits.
+start "'$MODEL' --calib '$cache'"
+wait_for 'blk.4.ffn_down'
+wait_idle
+keys j j j t t t t W
+wait_idle
+row=$(rows | grep '^blk.0.ffn_down ')
+echo "$row" | awk '{ exit !($3 == "cat") }' || fail "blk.0.ffn_down is not cat: $row"
+shown=$(echo "$row" | awk '{ print $9 }')
+screen | head -n 1 | grep -q 'W 5 ' || fail "W did not raise the weight bits: $(screen | head -n 1)"
+# A filter that keeps blk.0.ffn_down first, so the selection stays on it.
+keys / f f n _ d o w n Enter
+[ "$(rows | wc -l)" -eq 5 ] || { screen >&2; fail "filter ffn_down shows $(rows | wc -l) rows, expected 5"; }
+
+# F2 asks for a name; a bare name goes into sessions/ with .json added.
+keys F2
+wait_for 'save as'
+keys r o u n d Enter
+wait_for 'session saved to sessions/round.json'
+session="$scratch/sessions/round.json"
+[ -s "$session" ] || fail "F2 wrote no sessions/round.json"
+grep -q '"site": "blk.0.ffn_down", "transform": "cat"' "$session" || fail "the session lacks cat on blk.0.ffn_down"
+[ "$(grep -c '"action": "set_transform"' "$session")" -eq 4 ] || fail "the journal lacks the four t presses"
+grep -q '"action": "set_quant", "quant": "w5,a4,rtn"' "$session" || fail "the journal lacks the W press"
+grep -q '"selected": "blk.0.ffn_down"' "$session" || fail "the session lacks the selected site"
+grep -q '"filter": "ffn_down"' "$session" || fail "the session lacks the filter"
+grep -q '"path": "../stories.cache"' "$session" || fail "the cache path is not relative to the session"
+
+# Nothing changed since saving: q quits at once.
+keys q
+wait_exit
+
+# The headless replay prints the SQNR the screen showed.
+batch=$("$CATSCOPE" replay "$session" --batch --format csv |
+	awk -F, '$1 == 0 && $2 == "ffn_down" { printf "%.1f", $16 }')
+[ "$batch" = "$shown" ] || fail "measured SQNR of blk.0.ffn_down: screen $shown, replay --batch $batch"
+
+# catscope --replay opens the explorer in the saved state.
+start "--replay sessions/round.json"
+wait_for 'blk.4.ffn_down'
+wait_idle
+screen | head -n 1 | grep -q 'W 5 ' || fail "the replayed explorer lost the weight bits: $(screen | head -n 1)"
+row=$(rows | grep '^blk.0.ffn_down ')
+echo "$row" | awk -v m="$shown" '{ exit !($3 == "cat" && $9 == m) }' ||
+	fail "replayed blk.0.ffn_down: $row, expected cat with $shown"
+[ "$(rows | wc -l)" -eq 5 ] || fail "the replayed explorer lost the filter: $(rows | wc -l) rows"
+[ "$(rows | awk '$3 != "none"' | wc -l)" -eq 1 ] || fail "the replay changed other sites"
+
+# A change, then q: the explorer asks; Esc stays, y saves under the same name.
+keys t
+keys q
+wait_for 'save changes? y/n/Esc'
+keys Escape
+screen | tail -n 1 | grep -q 'save changes' && fail "Esc did not close the question"
+[ -s "$scratch/exit" ] && fail "Esc quit the explorer"
+keys q
+wait_for 'save changes? y/n/Esc'
+keys y
+wait_for 'save as'
+screen | tail -n 1 | grep -q 'round.json_' || fail "the name prompt does not offer the loaded name: $(screen | tail -n 1)"
+keys Enter
+wait_exit
+[ "$(grep -c '"action": "set_transform"' "$session")" -eq 5 ] || fail "saving on quit did not append the t press"
+grep -q '"site": "blk.0.ffn_down", "transform": "cat:full"' "$session" || fail "the saved state lacks cat:full"
+
+# n quits without saving.
+start "replay sessions/round.json"
+wait_for 'blk.4.ffn_down'
+keys w q
+wait_for 'save changes? y/n/Esc'
+keys n
+wait_exit
+grep -q '"w4,a4,rtn"' "$session" && grep -q '"quant": "w5,a4,rtn",$' "$session" ||
+	fail "n changed the saved quantizer"
+
+# The journal of the saved file re-runs to its final state.
+"$CATSCOPE" replay "$session" --batch --from-journal --format csv >"$scratch/j.csv" 2>"$scratch/j.err" ||
+	fail "replay --from-journal failed"
+[ -s "$scratch/j.err" ] && fail "the journal disagrees with the final state: $(cat "$scratch/j.err")"
+"$CATSCOPE" replay "$session" --batch --format csv >"$scratch/f.csv" || fail "replay failed"
+cmp -s "$scratch/j.csv" "$scratch/f.csv" || fail "journal and final state print different reports"
+echo "session explorer: all checks passed"
