@@ -54,7 +54,7 @@ check-sanitize:
 	mkdir -p build-sanitize/build
 	cd build-sanitize/build && \
 	  { ../src/configure -q CFLAGS="$(SANITIZE_CFLAGS)" \
-	    CATSCOPE_DATA="$$(cd '$(CATSCOPE_DATA)' && pwd)"; } && \
+	    CATSCOPE_DATA="$$(cd "$(CS_DATA_FOLDER)" && pwd)"; } && \
 	  $(MAKE) $(AM_MAKEFLAGS) && \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
 	  LSAN_OPTIONS=suppressions=$(abs_top_srcdir)/fuzz/lsan.supp:print_suppressions=0 \

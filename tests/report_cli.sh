@@ -32,4 +32,24 @@ grep -q '"meas_db"' "$scratch/report.json" || fail "JSON has no meas_db"
 grep "^blk.2.ffn_down" "$scratch/report.txt" | grep -q -- " $csv_value " ||
 	fail "table and CSV disagree on blk.2.ffn_down ($csv_value)"
 
+# A site that cannot be computed makes the report incomplete: exit 1, other rows kept.
+cp "$cache" "$scratch/bad.cache"
+size=$(wc -c <"$scratch/bad.cache")
+printf 'XXXX' | dd of="$scratch/bad.cache" bs=1 seek=$((size - 5000)) conv=notrunc 2>/dev/null
+status=0
+"$CATSCOPE" report "$MODEL" --calib "$scratch/bad.cache" --format csv >"$scratch/bad.csv" 2>/dev/null || status=$?
+[ "$status" -eq 1 ] || fail "report with a corrupt record exited $status, expected 1"
+grep -q ',failed,' "$scratch/bad.csv" || fail "report shows no failed row for the corrupt record"
+grep -q ',ok,' "$scratch/bad.csv" || fail "report dropped the sites it could compute"
+
+# Quantizer options without a cache would silently measure full precision.
+status=0
+"$CATSCOPE" eval "$MODEL" "$DATA/tinystories_train_sample.txt" --transform cat >/dev/null 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "eval --transform without --calib exited $status, expected 2"
+
+# The explorer refuses to run without a terminal instead of drawing into a pipe.
+status=0
+timeout 20 "$CATSCOPE" "$MODEL" </dev/null >"$scratch/screen.txt" 2>/dev/null || status=$?
+[ "$status" -eq 1 ] || fail "the explorer without a terminal exited $status, expected 1"
+[ ! -s "$scratch/screen.txt" ] || fail "the explorer without a terminal wrote to standard output"
 exit 0

@@ -34,6 +34,9 @@ struct tui_options {
 
 /* Runs the explorer on a until the user quits. Returns 0, or -1 with err set when
  * the terminal cannot be set up. */
+/* Returns whether standard input and output are terminals, which the explorer needs. */
+bool tui_terminal_available(void);
+
 int tui_run(struct analysis *a, const struct tui_options *opt, struct error *err);
 
 #endif

@@ -86,6 +86,7 @@ cli_eval(int argc, char **argv)
 	int kv_bits = 0;
 	struct simulation_options sim_options = { SIMULATION_F16, true };
 	int quant_given = 0;
+	int kv_given = 0;
 	char *text;
 	size_t length;
 	int32_t *ids = NULL;
@@ -120,7 +121,7 @@ cli_eval(int argc, char **argv)
 			if (cli_parse_int("eval", "--kv-bits", optarg, QUANT_BITS_MIN, QUANT_BITS_MAX,
 					  &kv_bits) != 0)
 				return 2;
-			quant_given = 1;
+			kv_given = 1;
 			break;
 		case 'd':
 			if (strcmp(optarg, "f16") == 0)
@@ -147,7 +148,10 @@ cli_eval(int argc, char **argv)
 	if (argc - optind < 2)
 		return cli_usage_error("eval", "expected a model and at least one text file");
 
-	if (export_is_directory(argv[optind]) && (calib != NULL || quant_given))
+	if (quant_given && calib == NULL && !export_is_directory(argv[optind]))
+		return cli_usage_error("eval", "--transform and the quantizer options simulate "
+				       "quantization, which needs --calib CACHE");
+	if (export_is_directory(argv[optind]) && (calib != NULL || quant_given || kv_given))
 		return cli_usage_error("eval", "%s is an export, which records its own quantization; "
 				       "drop --calib and the quantizer options", argv[optind]);
 	if (workspace_open(&ws, argv[optind], calib, &err) != 0)

@@ -90,6 +90,11 @@ cli_explore(int argc, char **argv)
 	if (optind != argc)
 		return cli_usage_error("explore", "unexpected argument '%s' after the model",
 				       argv[optind]);
+	if (!tui_terminal_available()) {
+		fprintf(stderr, "catscope: the explorer needs a terminal on standard input and output; "
+			"use 'catscope report' in scripts\n");
+		return 1;
+	}
 	if (workspace_open(&ws, argv[0], calib, &err) != 0)
 		return cli_fail(&err);
 	a = workspace_new_analysis(&ws);

@@ -108,6 +108,7 @@ cli_report(int argc, char **argv)
 	struct analysis *runs[REPORT_MAX_TRANSFORMS] = { 0 };
 	struct transform_spec specs[REPORT_MAX_TRANSFORMS];
 	struct error err;
+	int failed = 0;
 	int rc = 0;
 
 	rc = report_parse(argc, argv, &req);
@@ -122,18 +123,19 @@ cli_report(int argc, char **argv)
 	if (workspace_open(&ws, argv[optind], req.calib, &err) != 0)
 		return cli_fail(&err);
 
-	for (int k = 0; k < req.n_transforms && rc == 0; k++) {
+	for (int k = 0; k < req.n_transforms; k++) {
 		runs[k] = workspace_new_analysis(&ws);
 		analysis_set_quant(runs[k], &req.quant);
 		for (int i = 0; i < runs[k]->n_sites; i++)
 			analysis_set_transform(runs[k], i, &specs[k]);
-		/* A failing site is reported in its row; the others still print. */
-		if (analysis_compute_all(runs[k], &err) != 0)
+		/* A failing site is reported in its row and the others still print, but the
+		 * exit status says that the report is incomplete. */
+		if (analysis_compute_all(runs[k], &err) != 0 && failed++ == 0)
 			fprintf(stderr, "catscope: %s\n", err.message);
 	}
 	report_write(stdout, runs, req.n_transforms, req.format);
 	for (int k = 0; k < req.n_transforms; k++)
 		analysis_free(runs[k]);
 	workspace_close(&ws);
-	return rc;
+	return failed ? 1 : rc;
 }

@@ -129,8 +129,12 @@ report_table(FILE *out, struct analysis *const *analyses, int n_analyses)
 			transform_spec_format(&analyses[k]->sites[0].spec, spec, sizeof(spec));
 		if (min_site >= 0)
 			report_site_label(&analyses[k]->sites[min_site], label, sizeof(label));
-		fprintf(out, "summary %-10s sites %d  mean measured SQNR %.2f dB  worst %.2f dB at %s\n",
-			spec, n, mean, min, label);
+		if (n == 0)
+			fprintf(out, "summary %-10s no measured SQNR: the sites have no calibration sample "
+				"(pass --calib CACHE)\n", spec);
+		else
+			fprintf(out, "summary %-10s sites %d  mean measured SQNR %.2f dB  worst %.2f dB at %s\n",
+				spec, n, mean, min, label);
 	}
 }
 

@@ -548,7 +548,7 @@ best_alignments(struct evaluation *ev, const struct engine_options *opt, int n_l
 }
 
 static void
-warn_flags(unsigned flags, int dim)
+warn_flags(unsigned flags, const struct site_layers *layers, int dim)
 {
 	static const struct {
 		unsigned flag;
@@ -566,9 +566,11 @@ warn_flags(unsigned flags, int dim)
 		{ METRICS_FLAG_FEW_TOKENS, "fewer than 16 sample tokens" },
 	};
 
+	const char *name = layers->count > 0 && layers->layer[0].name ? layers->layer[0].name : "?";
+
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (flags & names[i].flag)
-			log_warn("engine: site of width %d has %s", dim, names[i].text);
+			log_warn("site read by %s (width %d) has %s", name, dim, names[i].text);
 }
 
 static void
@@ -687,7 +689,9 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 		}
 	}
 	out->flags = ev.flags;
-	warn_flags(ev.flags & ~METRICS_FLAG_FULL_SKIPPED, d);
+	/* A missing sample is a state, not a surprise: the caller ran without calibration
+	 * and the flag in the result says so. */
+	warn_flags(ev.flags & ~(METRICS_FLAG_FULL_SKIPPED | METRICS_FLAG_NO_SAMPLE), layers, d);
 	rc = 0;
 out:
 	evaluation_free(&ev);

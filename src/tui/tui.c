@@ -2,6 +2,8 @@
  * snapshot of the analysis, draw the current view. */
 #include "config.h"
 
+#include <unistd.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,12 +46,24 @@ tui_draw(struct tui *t)
 	refresh();
 }
 
+bool
+tui_terminal_available(void)
+{
+	return isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+}
+
 int
 tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 {
-	struct tui *t = alloc_zeroed(1, sizeof(*t));
+	struct tui *t;
 	int rc = 0;
 
+	/* Without a terminal curses would draw into a file or a pipe and wait for keys that
+	 * never come. */
+	if (!tui_terminal_available())
+		return error_set(err, "the explorer needs a terminal on standard input and output; "
+				 "use 'catscope report' or 'catscope replay --batch' in scripts");
+	t = alloc_zeroed(1, sizeof(*t));
 	t->a = a;
 	t->opt = opt;
 	t->table = alloc_zeroed((size_t)a->n_sites, sizeof(*t->table));
