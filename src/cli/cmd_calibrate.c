@@ -113,7 +113,7 @@ cli_calibrate(int argc, char **argv)
 			output = optarg;
 			break;
 		case 'c':
-			if (cli_parse_int("calibrate", "--ctx", optarg, 1, 1 << 20, &ctx) != 0)
+			if (cli_parse_int("calibrate", "--ctx", optarg, 2, 1 << 20, &ctx) != 0)
 				return 2;
 			ctx_given = 1;
 			break;

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "catscope/atomicfile.h"
 #include "catscope/cli.h"
@@ -34,7 +35,7 @@ cli_print_help(FILE *out)
 	for (size_t i = 0; i < sizeof(cli_commands) / sizeof(cli_commands[0]); i++)
 		fprintf(out, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
 	fprintf(out, "\nRun 'catscope COMMAND --help' for the options of a command, "
-		     "and 'man catscope' for the whole manual.\n");
+		     "and 'man catscope' (in the source tree: man ./man/catscope.1)\nfor the whole manual.\n");
 }
 
 int
@@ -55,9 +56,18 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "--replay") == 0)
 		return cli_replay(argc - 1, argv + 1);
-	/* Anything else that is not an option names a model to explore. */
-	if (argv[1][0] != '-')
+	/* Anything else that is not an option names a model to explore; a word that is
+	 * no file either is most likely a mistyped command. */
+	if (argv[1][0] != '-') {
+		struct stat st;
+
+		if (stat(argv[1], &st) != 0) {
+			fprintf(stderr, "catscope: '%s' is neither a command nor a model file or directory; "
+				"run 'catscope --help' for the commands\n", argv[1]);
+			return 2;
+		}
 		return cli_explore(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "catscope: unknown option '%s'; run 'catscope --help' for the list\n",
 		argv[1]);
 	return 2;
