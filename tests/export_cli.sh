@@ -59,4 +59,24 @@ kill -INT "$pid" 2>/dev/null
 wait "$pid"
 [ ! -e "$scratch/killed" ] || [ -f "$scratch/killed/config.json" ] || fail "an interrupted export left a partial directory"
 ls "$scratch" | grep -q '\.tmp-' && fail "an interrupted export left its temporary directory"
+
+# A session saved in the explorer exports its per-site transforms and quantizer; a
+# session made on other calibration statistics is refused.
+session="$srcdir/sessions/stories260K-cat.json"
+cache4096="$scratch/stories260K-4096.cache"
+"$CATSCOPE" calibrate "$MODEL" "$DATA/tinystories_train_sample.txt" -o "$cache4096" --tokens 4096 \
+	--ctx 256 >/dev/null 2>&1 || fail "calibrate for the session failed"
+"$CATSCOPE" export "$MODEL" --calib "$cache4096" --session "$session" -o "$scratch/from-session" \
+	>/dev/null || fail "export --session failed"
+tr -d ' \n' <"$scratch/from-session/config.json" >"$scratch/config-flat.json"
+grep -q '"site":"blk.0.ffn_down","transform":"cat"' "$scratch/config-flat.json" ||
+	fail "the export does not record the session's cat on blk.0.ffn_down"
+grep -q '"site":"blk.0.attn_in","transform":"hadamard"' "$scratch/config-flat.json" ||
+	fail "the export does not record the session's hadamard on blk.0.attn_in"
+status=0
+"$CATSCOPE" export "$MODEL" --calib "$cache" --session "$session" -o "$scratch/wrong-cache" \
+	>/dev/null 2>"$scratch/session-err.txt" || status=$?
+[ "$status" -eq 1 ] || fail "export --session with another cache exited $status, expected 1"
+[ ! -e "$scratch/wrong-cache" ] || fail "a refused export --session left a directory"
+grep -q "stories260K-cat.json" "$scratch/session-err.txt" || fail "the refusal does not name the session"
 exit 0

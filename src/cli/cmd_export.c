@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "catscope/cli.h"
+#include "catscope/session.h"
 #include "catscope/export.h"
 #include "catscope/workspace.h"
 
@@ -37,7 +38,9 @@ static const char export_usage[] =
 	"                       adjacent pairs) instead of Hugging Face's; 'catscope eval\n"
 	"                       --calib' with the same --dtype and --source-rope-order\n"
 	"                       simulates the export bit for bit\n"
-	"  --session FILE       take the per-site choices from a session (not available yet)\n";
+	"  --session FILE       take every site's transform and the quantizer from a session\n"
+	"                       saved in the explorer (F2); its model and cache fingerprints\n"
+	"                       must match MODEL and CACHE\n";
 
 static int
 export_parse_size(const char *text, uint64_t *out)
@@ -120,10 +123,13 @@ cli_export(int argc, char **argv)
 	struct quant_config quant;
 	struct workspace ws;
 	struct analysis *analysis;
+	const char *session_path = NULL;
+	struct session *session = NULL;
 	struct error err;
 	const char *output = NULL;
 	const char **site_specs = NULL;
 	int n_site_specs = 0;
+	bool quant_given = false;
 	int opt_code, rc;
 
 	export_options_default(&opt);
@@ -145,6 +151,7 @@ cli_export(int argc, char **argv)
 				free(site_specs);
 				return 2;
 			}
+			quant_given = true;
 			break;
 		case 's':
 			site_specs = realloc(site_specs, sizeof(*site_specs) * (size_t)(n_site_specs + 1));
@@ -188,9 +195,8 @@ cli_export(int argc, char **argv)
 			opt.source_rope_order = true;
 			break;
 		case 'x':
-			free(site_specs);
-			return cli_usage_error("export", "--session is not available in this build yet; "
-					       "pass --transform and --site instead");
+			session_path = optarg;
+			break;
 		case 'h':
 			free(site_specs);
 			fputs(export_usage, stdout);
@@ -205,15 +211,36 @@ cli_export(int argc, char **argv)
 		return cli_usage_error("export", "expected one model, --calib CACHE and -o DIR");
 	}
 
-	if (workspace_open(&ws, argv[optind], opt.calib_path, &err) != 0) {
+	if (session_path != NULL && (quant_given || n_site_specs > 0)) {
+		free(site_specs);
+		return cli_usage_error("export", "--session sets the transforms and the quantizer; "
+				       "drop --transform, --site and the quantizer options");
+	}
+	if (session_path != NULL && session_load(session_path, &session, &err) != 0) {
 		free(site_specs);
 		return cli_fail(&err);
 	}
+	if (workspace_open(&ws, argv[optind], opt.calib_path, &err) != 0) {
+		free(site_specs);
+		session_free(session);
+		return cli_fail(&err);
+	}
 	analysis = workspace_new_analysis(&ws);
-	analysis_set_quant(analysis, &quant);
-	for (int i = 0; i < analysis->n_sites; i++)
-		analysis_set_transform(analysis, i, &spec);
 	rc = 0;
+	if (session != NULL) {
+		opt.session_path = session_path;
+		if (session_check(session, ws.model, ws.cache, &err) != 0 ||
+		    session_apply(session, analysis, &err) != 0) {
+			error_prefix(&err, "%s", session_path);
+			rc = cli_fail(&err);
+		}
+		quant = analysis->quant;
+		transform_spec_parse("none", &spec, NULL);
+	} else {
+		analysis_set_quant(analysis, &quant);
+		for (int i = 0; i < analysis->n_sites; i++)
+			analysis_set_transform(analysis, i, &spec);
+	}
 	for (int i = 0; i < n_site_specs && rc == 0; i++)
 		rc = export_apply_site(analysis, site_specs[i]);
 	free(site_specs);
@@ -229,10 +256,14 @@ cli_export(int argc, char **argv)
 
 		quant_params_format(&quant.weight, wtext, sizeof(wtext));
 		quant_params_format(&quant.act, atext, sizeof(atext));
-		transform_spec_format(&spec, ttext, sizeof(ttext));
+		if (session != NULL)
+			snprintf(ttext, sizeof(ttext), "per site");
+		else
+			transform_spec_format(&spec, ttext, sizeof(ttext));
 		printf("exported    %s\n", output);
 		printf("quantized   weights %s, activations %s, %s rounding, transform %s%s, KV cache %s\n",
 		       wtext, atext, quant.rounding == QUANT_GPTQ ? "GPTQ" : "RTN", ttext,
+		       session != NULL ? " (from the session)" :
 		       n_site_specs > 0 ? " (with per-site overrides)" : "",
 		       opt.kv_bits > 0 ? "quantized" : "float");
 		if (opt.kv_bits > 0)
@@ -247,5 +278,6 @@ cli_export(int argc, char **argv)
 	}
 	analysis_free(analysis);
 	workspace_close(&ws);
+	session_free(session);
 	return rc;
 }

@@ -328,11 +328,17 @@ export_write_gguf_vocab(const char *gguf_path, const char *out_path, struct erro
 				       "%s", gguf_path, i, EXPORT_GGUF_TOKENIZER_FILE);
 			goto out;
 		}
+		/* GGUF arrays need not be aligned in the file, so values are copied out. */
+		float score;
+		int32_t type;
+
 		json_array_append_new(pieces, piece);
-		json_array_append_new(score_list, json_real(((const float *)scores->as.array.data)[i]));
-		if (types != NULL)
-			json_array_append_new(type_list,
-					      json_integer(((const int32_t *)types->as.array.data)[i]));
+		memcpy(&score, scores->as.array.data + i * sizeof(score), sizeof(score));
+		json_array_append_new(score_list, json_real(score));
+		if (types != NULL) {
+			memcpy(&type, types->as.array.data + i * sizeof(type), sizeof(type));
+			json_array_append_new(type_list, json_integer(type));
+		}
 	}
 	json_object_set_new(root, "format", json_string("catscope-spm-vocab"));
 	json_object_set_new(root, "version", json_integer(1));
