@@ -174,6 +174,41 @@ error_message_drops_control_bytes(void **state)
 	assert_string_equal(err.message, "caf\xc3\xa9 \xe2\x96\x81t");
 }
 
+static void
+atomic_write_special_destinations(void **state)
+{
+	const char *dir = testutil_scratch_dir();
+	char fifo[4200], target[4200], link[4200];
+	char buf[64];
+	struct stat st;
+	struct error err;
+
+	/* A FIFO (like a device) is refused and left as it is, never replaced by a file. */
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(atomic_write_all(fifo, "data", 4, &err), -1);
+	assert_non_null(strstr(err.message, "not a regular file"));
+	assert_int_equal(lstat(fifo, &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+
+	/* A symbolic link to a file: the file gets the new contents and the link stays. */
+	snprintf(target, sizeof(target), "%s/target", dir);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	assert_int_equal(atomic_write_all(target, "old", 3, &err), 0);
+	assert_int_equal(symlink("target", link), 0);
+	assert_int_equal(atomic_write_all(link, "new", 3, &err), 0);
+	assert_int_equal(lstat(link, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	read_file(target, buf, sizeof(buf));
+	assert_string_equal(buf, "new");
+	assert_int_equal(count_entries(dir), 3);
+
+	unlink(fifo);
+	unlink(link);
+	unlink(target);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -185,6 +220,7 @@ main(void)
 		cmocka_unit_test(atomic_write_missing_directory),
 		cmocka_unit_test(atomic_write_read_only_directory),
 		cmocka_unit_test(atomic_write_file_size_limit),
+		cmocka_unit_test(atomic_write_special_destinations),
 	};
 
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);

@@ -248,6 +248,12 @@ test_session_load_rejects_bad_files(void **state)
 		  "sites[1].transform: " },
 		{ "site name", VALID_HEAD "\"quant\": \"w4\", \"sites\": [{\"site\": \"layer0\", "
 		  "\"transform\": \"cat\"}]}", "sites[0].site: 'layer0' is not a site name" },
+		{ "block wraps", VALID_HEAD "\"quant\": \"w4\", \"sites\": [{\"site\": \"blk.4294967296.attn_in\", "
+		  "\"transform\": \"cat\"}]}", "sites[0].site: 'blk.4294967296.attn_in' is not a site name" },
+		{ "block sign", VALID_HEAD "\"quant\": \"w4\", \"sites\": [{\"site\": \"blk.+1.attn_in\", "
+		  "\"transform\": \"cat\"}]}", "sites[0].site: 'blk.+1.attn_in' is not a site name" },
+		{ "block zeros", VALID_HEAD "\"quant\": \"w4\", \"sites\": [{\"site\": \"blk.00.attn_in\", "
+		  "\"transform\": \"cat\"}]}", "sites[0].site: 'blk.00.attn_in' is not a site name" },
 		{ "twice", VALID_HEAD "\"quant\": \"w4\", \"sites\": [{\"site\": \"blk.0.ffn_in\", "
 		  "\"transform\": \"cat\"}, {\"site\": \"blk.0.ffn_in\", \"transform\": \"none\"}]}",
 		  "sites[1].site: blk.0.ffn_in is listed twice" },

@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,11 +61,15 @@ cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *er
 	char *buffer = NULL;
 
 	for (int i = 0; i < n_paths; i++) {
-		FILE *f = fopen(paths[i], "rb");
+		/* O_NONBLOCK keeps a FIFO from blocking the open; the check below rejects it. */
+		int fd = open(paths[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
 		struct stat st;
 		size_t size;
 
 		if (f == NULL) {
+			if (fd >= 0)
+				close(fd);
 			free(buffer);
 			error_set(err, "%s: cannot open the text file: %s", paths[i], strerror(errno));
 			return NULL;

@@ -1,6 +1,7 @@
 /* catscope's entry point: dispatches to the subcommands. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,10 +39,9 @@ cli_print_help(FILE *out)
 		     "and 'man catscope' (in the source tree: man ./man/catscope.1)\nfor the whole manual.\n");
 }
 
-int
-main(int argc, char **argv)
+static int
+cli_dispatch(int argc, char **argv)
 {
-	atomic_install_signal_cleanup();
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		cli_print_help(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
@@ -71,4 +71,19 @@ main(int argc, char **argv)
 	fprintf(stderr, "catscope: unknown option '%s'; run 'catscope --help' for the list\n",
 		argv[1]);
 	return 2;
+}
+
+int
+main(int argc, char **argv)
+{
+	int rc;
+
+	atomic_install_signal_cleanup();
+	rc = cli_dispatch(argc, argv);
+	/* Output that never arrived (a full disk, a closed pipe) must not look like success. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "catscope: writing the output failed: %s\n", strerror(errno));
+		return rc == 0 ? 1 : rc;
+	}
+	return rc;
 }

@@ -117,13 +117,51 @@ atomic_directory_of(const char *path)
 	return alloc_strndup(path, (size_t)(slash - path));
 }
 
-int
-atomic_file_open(struct atomic_file *file, const char *path, struct error *err)
+/* Returns the path to replace: path itself, or the file a symbolic link points to (so
+ * that the link survives), or NULL with err set when the destination exists and is not
+ * a regular file. Renaming over a device or a FIFO would swap it for a plain file,
+ * which as root could replace /dev/null. */
+static char *
+atomic_destination(const char *path, struct error *err)
 {
-	const char *base = strrchr(path, '/');
-	char *dir = atomic_directory_of(path);
+	struct stat st;
+	char *resolved;
+
+	if (path[0] == '\0') {
+		error_set(err, "the output file name is empty");
+		return NULL;
+	}
+	if (lstat(path, &st) != 0)
+		return alloc_strdup(path);
+	if (S_ISREG(st.st_mode))
+		return alloc_strdup(path);
+	if (S_ISLNK(st.st_mode) && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (resolved = realpath(path, NULL)) != NULL) {
+		char *copy = alloc_strdup(resolved);
+
+		free(resolved);
+		return copy;
+	}
+	error_set(err, "%s: exists and is not a regular file; choose another output name", path);
+	return NULL;
+}
+
+int
+atomic_file_open(struct atomic_file *file, const char *requested, struct error *err)
+{
+	char *path = atomic_destination(requested, err);
+	const char *base;
+	char *dir;
 	size_t size;
 	int fd;
+
+	if (path == NULL) {
+		memset(file, 0, sizeof(*file));
+		file->slot = -1;
+		return -1;
+	}
+	base = strrchr(path, '/');
+	dir = atomic_directory_of(path);
 
 	base = base ? base + 1 : path;
 	memset(file, 0, sizeof(*file));
@@ -139,6 +177,7 @@ atomic_file_open(struct atomic_file *file, const char *path, struct error *err)
 			  strerror(errno));
 		free(file->temp_path);
 		file->temp_path = NULL;
+		free(path);
 		return -1;
 	}
 	/* mkstemp creates 0600; a saved file should get the usual umask-based mode. */
@@ -148,11 +187,15 @@ atomic_file_open(struct atomic_file *file, const char *path, struct error *err)
 	file->slot = atomic_register(file->temp_path, 0);
 	file->stream = fdopen(fd, "wb");
 	if (file->stream == NULL) {
+		int saved = errno;
+
 		close(fd);
 		atomic_file_abort(file);
-		return error_set(err, "%s: %s", path, strerror(errno));
+		error_set(err, "%s: %s", path, strerror(saved));
+		free(path);
+		return -1;
 	}
-	file->path = alloc_strdup(path);
+	file->path = path;
 	return 0;
 }
 

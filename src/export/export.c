@@ -27,14 +27,23 @@ export_options_default(struct export_options *opt)
 	opt->interrupt_after = -1;
 }
 
-/* Removes dir and the plain files in it (an export has no subdirectories). */
+/* Removes dir and the plain files in it (an export has no subdirectories). A symbolic
+ * link is removed itself, never followed, so nothing outside dir is touched. */
 static void
 export_remove_tree(const char *dir)
 {
-	DIR *d = opendir(dir);
+	struct stat st;
+	DIR *d;
 	struct dirent *e;
 	char path[2 * PATH_MAX];
 
+	if (lstat(dir, &st) != 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlink(dir);
+		return;
+	}
+	d = opendir(dir);
 	if (d == NULL)
 		return;
 	while ((e = readdir(d)) != NULL) {
@@ -205,12 +214,20 @@ export_write(struct analysis *a, const struct export_options *opt, const char *d
 {
 	char tmp[PATH_MAX];
 	struct stat st;
-	bool exists = stat(dir, &st) == 0;
+	bool exists = lstat(dir, &st) == 0;
 	double start = export_now();
 	int slot, rc;
 	const struct quant_params *wp = &a->quant.weight;
+	size_t length = strlen(dir);
 
 	memset(summary, 0, sizeof(*summary));
+	if (length == 0 || dir[length - 1] == '/')
+		return error_set(err, "'%s': name the export directory without a trailing slash", dir);
+	/* Replacing goes by renaming, which would move the link and then empty the
+	 * directory it points to; the caller must name the directory itself. */
+	if (exists && S_ISLNK(st.st_mode))
+		return error_set(err, "%s: is a symbolic link; give the directory it points to instead",
+				 dir);
 	if (exists && !opt->force)
 		return error_set(err, "%s: already exists; pass --force to replace it", dir);
 	if (exists && !export_is_directory(dir))

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <ctype.h>
 #include <time.h>
 
 #include "catscope/alloc.h"
@@ -57,12 +59,26 @@ session_sites_capture(struct session_sites *list, struct analysis *a, bool with_
 bool
 session_parse_site_name(const char *name, int *block, enum site_kind *kind)
 {
-	int consumed = 0;
+	const char *p = name;
+	long value = 0;
 
-	if (sscanf(name, "blk.%d.%n", block, &consumed) != 1 || consumed == 0 || *block < 0)
+	/* Plain decimal digits only, without sign, spaces or leading zeros, and no wrap:
+	 * "blk.4294967296.attn_in" must not name block 0. */
+	if (strncmp(p, "blk.", 4) != 0)
 		return false;
+	p += 4;
+	if (!isdigit((unsigned char)*p) || (p[0] == '0' && isdigit((unsigned char)p[1])))
+		return false;
+	for (; isdigit((unsigned char)*p); p++) {
+		value = value * 10 + (*p - '0');
+		if (value > INT_MAX)
+			return false;
+	}
+	if (*p++ != '.')
+		return false;
+	*block = (int)value;
 	for (int k = 0; k < SITE_KIND_COUNT; k++) {
-		if (strcmp(name + consumed, site_kind_name((enum site_kind)k)) == 0) {
+		if (strcmp(p, site_kind_name((enum site_kind)k)) == 0) {
 			*kind = (enum site_kind)k;
 			return true;
 		}
