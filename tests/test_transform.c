@@ -303,10 +303,41 @@ zero_channels_fall_back_to_identity(void **state)
 	fixture_free(&f);
 }
 
+/* Spec strings round-trip through the formatter, and malformed ones are rejected
+ * rather than clamped, wrapped or read with a sign or blank. */
+static void
+spec_parse_strict(void **state)
+{
+	static const char *const good[] = { "none", "smooth:0.5", "hadamard", "hadamard:64",
+					    "random:7", "random:18446744073709551615:16", "cat1",
+					    "cat", "cat:32", "cat:full" };
+	static const char *const bad[] = { "random:18446744073709551616", "random:-1", "random: 4",
+					   "random:+4", "cat: 4", "cat:-1", "cat:0", "cat:4.5",
+					   "hadamard:0", "cat:full:3", "magic" };
+	struct transform_spec spec, again;
+	struct error err;
+	char text[64];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		if (transform_spec_parse(good[i], &spec, &err) != 0)
+			fail_msg("'%s' was rejected: %s", good[i], err.message);
+		transform_spec_format(&spec, text, sizeof(text));
+		assert_int_equal(transform_spec_parse(text, &again, &err), 0);
+		assert_int_equal(again.kind, spec.kind);
+		assert_int_equal(again.block, spec.block);
+		assert_true(again.seed == spec.seed);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (transform_spec_parse(bad[i], &spec, &err) == 0)
+			fail_msg("'%s' was accepted", bad[i]);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(spec_parse_strict),
 		cmocka_unit_test(preserves_function_width_96),
 		cmocka_unit_test(preserves_function_width_172),
 		cmocka_unit_test(preserves_function_width_5632),

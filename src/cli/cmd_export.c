@@ -1,12 +1,14 @@
 /* catscope export: write the fully quantized model as a checkpoint directory. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "catscope/alloc.h"
 #include "catscope/cli.h"
 #include "catscope/session.h"
 #include "catscope/export.h"
@@ -50,8 +52,10 @@ export_parse_size(const char *text, uint64_t *out)
 	uint64_t unit = 1;
 
 	errno = 0;
+	if (!isdigit((unsigned char)text[0]))
+		return -1;
 	value = strtoull(text, &end, 10);
-	if (errno != 0 || end == text || text[0] == '-')
+	if (errno != 0 || end == text)
 		return -1;
 	if (*end == 'K' || *end == 'k')
 		unit = 1024;
@@ -63,7 +67,8 @@ export_parse_size(const char *text, uint64_t *out)
 		return -1;
 	if (unit > 1 && end[1] != '\0')
 		return -1;
-	*out = (uint64_t)value * unit;
+	if (!alloc_mul_ok(value, unit, out))
+		return -1;
 	return 0;
 }
 

@@ -1,6 +1,10 @@
 /* Parsing and formatting of transform spec strings. */
 #include "config.h"
 
+#include <errno.h>
+
+#include <ctype.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +21,8 @@ parse_block(const char *text, const char *whole, int *block, struct error *err)
 		*block = TRANSFORM_BLOCK_FULL;
 		return 0;
 	}
-	k = strtol(text, &end, 10);
-	if (*end != '\0' || end == text || k < 1 || k > 1 << 20)
+	k = isdigit((unsigned char)text[0]) ? strtol(text, &end, 10) : 0;
+	if (!isdigit((unsigned char)text[0]) || *end != '\0' || k < 1 || k > 1 << 20)
 		return error_set(err, "invalid block size \"%s\" in transform \"%s\"; expected a "
 				      "positive integer or \"full\"", text, whole);
 	*block = (int)k;
@@ -67,8 +71,11 @@ transform_spec_parse(const char *text, struct transform_spec *spec, struct error
 		spec->kind = TRANSFORM_RANDOM;
 		if (arg == NULL)
 			return 0;
-		spec->seed = strtoull(arg, &end, 10);
-		if (end == arg || (*end != '\0' && *end != ':'))
+		/* strtoull accepts a sign and leading spaces and saturates on overflow; a seed
+		 * is plain digits that fit 64 bits. */
+		errno = 0;
+		spec->seed = isdigit((unsigned char)arg[0]) ? strtoull(arg, &end, 10) : 0;
+		if (!isdigit((unsigned char)arg[0]) || errno != 0 || (*end != '\0' && *end != ':'))
 			return error_set(err, "invalid seed \"%s\" in transform \"%s\"; expected an "
 					      "unsigned integer", arg, text);
 		return *end == ':' ? parse_block(end + 1, text, &spec->block, err) : 0;

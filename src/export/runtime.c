@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,8 +177,14 @@ export_read_transform(const struct safetensors_checkpoint *ckpt, int l, enum sit
 	if (failed)
 		return -1;
 
-	if (scale != NULL)
+	if (scale != NULL) {
 		t->scale = export_tensor_floats(scale);
+		for (int i = 0; i < d; i++) {
+			if (!isfinite(t->scale[i]) || t->scale[i] == 0.0f)
+				return error_set(err, "%s: model.layers.%d.catscope.%s.scale has a zero, NaN "
+						      "or Inf entry; the export is damaged", ckpt->dir, l, site);
+		}
+	}
 	if (blocks != NULL || tail != NULL) {
 		uint64_t k = blocks ? blocks->shape[1] : tail->shape[0];
 		uint64_t full = blocks ? blocks->shape[0] : 0;
@@ -194,6 +201,11 @@ export_read_transform(const struct safetensors_checkpoint *ckpt, int l, enum sit
 			safetensors_tensor_to_f32(blocks, t->dense);
 		if (tail)
 			safetensors_tensor_to_f32(tail, t->dense + full * k * k);
+		for (uint64_t i = 0; i < full * k * k + rest * rest; i++) {
+			if (!isfinite(t->dense[i]))
+				return error_set(err, "%s: the blocks of model.layers.%d.catscope.%s have NaN "
+						      "or Inf entries; the export is damaged", ckpt->dir, l, site);
+		}
 	}
 	if (hadamard != NULL) {
 		int32_t k;

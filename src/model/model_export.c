@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,13 @@ export_loader_floats(const struct export_loader *h, const char *name, uint64_t d
 	if (t == NULL)
 		return -1;
 	safetensors_tensor_to_f32(t, dst);
+	/* Scales and unquantized tensors of a real export are finite; anything else is damage
+	 * that would only show up as a NaN perplexity. */
+	for (uint64_t i = 0; i < t->n_elements; i++) {
+		if (!isfinite(dst[i]))
+			return error_set(err, "%s: tensor '%s' has NaN or Inf values; the export is damaged",
+					 h->dir, name);
+	}
 	return 0;
 }
 
@@ -207,6 +215,15 @@ export_loader_linear(const struct export_loader *h, int l, enum model_linear j, 
 	const uint8_t *pdata = packed->data, *sdata = scale->data;
 	const uint8_t *zdata = zero ? zero->data : NULL;
 	uint32_t mask = (1u << h->bits) - 1;
+
+	for (int64_t at = 0; at < rows * (int64_t)groups; at++) {
+		float s;
+
+		memcpy(&s, sdata + 4 * at, 4);
+		if (!isfinite(s))
+			return error_set(err, "%s: tensor 'model.layers.%d.%s.weight_scale' has NaN or Inf "
+					      "values; the export is damaged", h->dir, l, base);
+	}
 
 	for (int64_t r = 0; r < rows; r++)
 		for (int i = 0; i < cols; i++) {
