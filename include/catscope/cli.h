@@ -39,6 +39,15 @@ int cli_parse_int(const char *command, const char *option, const char *text, int
 int cli_parse_quant_option(const char *command, int code, const char *value,
 			   struct transform_spec *spec, struct quant_config *quant);
 
+/* The getopt_long entries of those options, with the codes cli_parse_quant_option takes. */
+#define CLI_QUANTIZER_OPTIONS \
+	{ "transform", required_argument, NULL, 't' }, \
+	{ "wbits", required_argument, NULL, 'W' }, \
+	{ "abits", required_argument, NULL, 'A' }, \
+	{ "weights", required_argument, NULL, 'w' }, \
+	{ "acts", required_argument, NULL, 'a' }, \
+	{ "gptq", no_argument, NULL, 'g' }
+
 /* Reads and concatenates text files into one newly allocated buffer. */
 char *cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *err);
 /* Tokenizes the text with the model's convention (BOS at the start only). */

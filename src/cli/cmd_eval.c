@@ -57,12 +57,7 @@ cli_eval(int argc, char **argv)
 	static const struct option options[] = {
 		{ "ctx", required_argument, NULL, 'c' },
 		{ "calib", required_argument, NULL, 'C' },
-		{ "transform", required_argument, NULL, 't' },
-		{ "wbits", required_argument, NULL, 'W' },
-		{ "abits", required_argument, NULL, 'A' },
-		{ "weights", required_argument, NULL, 'w' },
-		{ "acts", required_argument, NULL, 'a' },
-		{ "gptq", no_argument, NULL, 'g' },
+		CLI_QUANTIZER_OPTIONS,
 		{ "kv-bits", required_argument, NULL, 'K' },
 		{ "dtype", required_argument, NULL, 'd' },
 		{ "source-rope-order", no_argument, NULL, 'r' },

@@ -105,13 +105,8 @@ cli_export(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "calib", required_argument, NULL, 'C' },
-		{ "transform", required_argument, NULL, 't' },
+		CLI_QUANTIZER_OPTIONS,
 		{ "site", required_argument, NULL, 's' },
-		{ "wbits", required_argument, NULL, 'W' },
-		{ "abits", required_argument, NULL, 'A' },
-		{ "weights", required_argument, NULL, 'w' },
-		{ "acts", required_argument, NULL, 'a' },
-		{ "gptq", no_argument, NULL, 'g' },
 		{ "kv-bits", required_argument, NULL, 'K' },
 		{ "dtype", required_argument, NULL, 'd' },
 		{ "shard-size", required_argument, NULL, 'S' },

@@ -44,12 +44,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 {
 	static const struct option options[] = {
 		{ "calib", required_argument, NULL, 'c' },
-		{ "transform", required_argument, NULL, 't' },
-		{ "weights", required_argument, NULL, 'w' },
-		{ "acts", required_argument, NULL, 'a' },
-		{ "wbits", required_argument, NULL, 'W' },
-		{ "abits", required_argument, NULL, 'A' },
-		{ "gptq", no_argument, NULL, 'g' },
+		CLI_QUANTIZER_OPTIONS,
 		{ "clip-search", no_argument, NULL, 's' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
