@@ -204,7 +204,7 @@ perplexity_main(void *arg)
 				       quantized, p->fp, 100.0 * (quantized / p->fp - 1.0),
 				       t->opt->n_heldout_tokens);
 		} else if (p->stopping || claim != p->requested) {
-			/* Superseded by a newer p, which starts next; nothing to report. */
+			/* A newer p superseded the run and starts next, so nothing is reported. */
 		} else if (!settings_current(t->a, p->run_specs, &p->run_quant)) {
 			tui_status_set(t, false, "perplexity cancelled because the settings changed; "
 				       "p runs it again");
@@ -329,6 +329,8 @@ export_main(void *arg)
 	 * the session may be unsaved or saved later. */
 	options.calib_path = e->calib_path;
 	error_clear(&e->err);
+	/* NOTE: export_write defers SIGINT, SIGTERM and SIGHUP process-wide while it runs,
+	 * so the first such signal during an export stops only the export, not the explorer. */
 	rc = export_write(e->priv, &options, e->dir, &e->summary, &e->err);
 	pthread_mutex_lock(&e->lock);
 	e->rc = rc;
