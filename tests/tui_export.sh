@@ -87,7 +87,7 @@ expected_fp=$(eval_perplexity "$MODEL" "$heldout" --ctx $ctx)
 tm new-session -d -s keeper -x 80 -y 24 "sleep 600" || fail "tmux could not start its server"
 socket_path=$(tm display-message -p -t keeper '#{socket_path}')
 
-# Without --heldout, p says how to pass the text.
+# Without --heldout, p shows a status message naming the missing option.
 start "--calib '$cache'"
 wait_for 'blk.4.ffn_down'
 tm send-keys -t explorer p
