@@ -1,5 +1,6 @@
 /* Tests of catscope export: packing, the exported model against the simulation,
- * atomicity, the documented layout and damaged exports. Uses stories260K.gguf and
+ * atomicity, the documented layout, damaged exports, and the cancel check of
+ * eval_perplexity that the explorer uses. Uses stories260K.gguf and
  * a calibration cache built here from the TinyStories sample. */
 #include "config.h"
 
@@ -692,6 +693,35 @@ test_export_rejects_damaged(void **state)
 	assert_non_null(strstr(err.message, "model.layers.3.catscope.ffn_down"));
 	model_free(m);
 }
+/* Returns true from the third call on, so that eval scores two windows. */
+static bool
+cancel_after_two_windows(void *ctx)
+{
+	int *calls = ctx;
+
+	return ++*calls > 2;
+}
+
+/* The explorer's p key relies on eval_perplexity stopping between windows. */
+static void
+test_eval_cancel_between_windows(void **state)
+{
+	struct progress progress;
+	struct eval_result result;
+	struct error err;
+	int calls = 0;
+
+	(void)state;
+	assert_true(n_held / EVAL_CTX > 2);
+	progress_start(&progress, "eval", "tok", n_held, NULL, &calls);
+	progress.draw_on_stderr = 0;
+	progress.cancelled = cancel_after_two_windows;
+	assert_int_equal(eval_perplexity(ws.model, NULL, NULL, held_ids, n_held, EVAL_CTX, &progress,
+					 &result, &err), -1);
+	assert_non_null(strstr(err.message, "cancelled after 2 of"));
+	assert_int_equal(calls, 3);
+	assert_int_equal(progress.done, 2 * EVAL_CTX);
+}
 
 int
 main(void)
@@ -708,6 +738,7 @@ main(void)
 		cmocka_unit_test(test_export_rejects_foreign_directory),
 		cmocka_unit_test(test_export_sigint_leaves_nothing),
 		cmocka_unit_test(test_export_rejects_damaged),
+		cmocka_unit_test(test_eval_cancel_between_windows),
 	};
 
 	return cmocka_run_group_tests(tests, setup_group, teardown_group);

@@ -19,7 +19,8 @@ struct eval_result {
 };
 
 /* Scores tokens[0..n) in windows of ctx. blocks and hooks are passed to
- * model_forward (NULL for the plain model). Fails if n < ctx. */
+ * model_forward (NULL for the plain model). Fails if n < ctx, or when the progress's
+ * cancel check (checked before each window) requests a stop. */
 int eval_perplexity(const struct model *model, const struct model_block *blocks,
 		    const struct model_hooks *hooks, const int32_t *tokens, size_t n, int ctx,
 		    struct progress *progress, struct eval_result *result, struct error *err);

@@ -10,6 +10,8 @@
 #define CATSCOPE_TUI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "catscope/analysis.h"
 #include "catscope/error.h"
@@ -27,6 +29,11 @@ struct tui_options {
 	struct session *session;
 	/* Start at the session's selected site, sort, filter and view. */
 	bool restore_ui;
+	/* Held-out tokens for the p key (end-to-end perplexity), or NULL when --heldout
+	 * was not given. Borrowed; the caller frees them after tui_run. */
+	const int32_t *heldout_tokens;
+	size_t n_heldout_tokens;
+	int heldout_ctx;         /* window length in tokens */
 	/* A warning to show on the status line at start (such as a replay forced past a
 	 * fingerprint mismatch), or NULL. */
 	const char *notice;

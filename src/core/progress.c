@@ -41,6 +41,12 @@ progress_format_duration(char *out, size_t size, double seconds)
 		snprintf(out, size, "%ldm%02lds", s / 60, s % 60);
 }
 
+bool
+progress_cancelled(const struct progress *p)
+{
+	return p != NULL && p->cancelled != NULL && p->cancelled(p->callback_ctx);
+}
+
 void
 progress_update(struct progress *p, uint64_t done)
 {

@@ -47,6 +47,10 @@ eval_perplexity(const struct model *m, const struct model_block *blocks,
 	for (size_t w = 0; w < windows; w++) {
 		const int32_t *window = tokens + w * (size_t)ctx;
 
+		if (progress_cancelled(progress)) {
+			rc = error_set(err, "perplexity cancelled after %zu of %zu windows", w, windows);
+			break;
+		}
 		cache->length = 0;
 		if (model_forward(m, blocks, ws, cache, window, ctx, logits, hooks, err) != 0) {
 			rc = -1;

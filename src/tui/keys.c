@@ -360,6 +360,12 @@ tui_handle_key(struct tui *t, int key)
 	case 'u':
 		undo_pop(t);
 		break;
+	case 'p':
+		tui_perplexity_request(t);
+		break;
+	case 'E':
+		tui_export_prompt(t);
+		break;
 	case KEY_F(2):
 		if (t->opt->session != NULL)
 			tui_prompt_save(t, false);

@@ -1,8 +1,8 @@
 # Sources and tests of the tui part: the explorer.
 libcatscope_a_SOURCES += src/tui/tui.c src/tui/screen.c src/tui/status.c src/tui/compare.c \
 	src/tui/table.c src/tui/filter.c src/tui/detail.c src/tui/overview.c src/tui/help.c \
-	src/tui/keys.c src/tui/save.c
+	src/tui/keys.c src/tui/save.c src/tui/jobs.c
 noinst_HEADERS += include/catscope/tui.h src/tui/tui_impl.h
 
-CS_SCRIPT_TESTS += tests/tui_explorer.sh
-EXTRA_DIST += tests/tui_explorer.sh
+CS_SCRIPT_TESTS += tests/tui_explorer.sh tests/tui_export.sh
+EXTRA_DIST += tests/tui_explorer.sh tests/tui_export.sh

@@ -1,5 +1,6 @@
 /* Saving the session from the explorer: the file name prompt (F2), the question on
- * quitting with unsaved changes, and restoring the saved position on start. */
+ * quitting with unsaved changes, and restoring the saved position on start. The
+ * export's prompts (E) share the line editing here. */
 #include "config.h"
 
 #include <errno.h>
@@ -137,17 +138,35 @@ tui_prompt_key(struct tui *t, int key)
 		}
 		return;
 	}
+	if (t->prompt == TUI_PROMPT_EXPORT_REPLACE) {
+		if (key == 'y' || key == 'Y') {
+			t->prompt = TUI_PROMPT_NONE;
+			tui_export_start(t, true);
+		} else if (key == 'n' || key == 'N' || key == 27) {
+			t->prompt = TUI_PROMPT_NONE;
+			tui_status_set(t, false, "not exported: %s exists", t->prompt_input);
+		}
+		return;
+	}
 	switch (key) {
 	case 27: /* Esc */
+		if (t->prompt == TUI_PROMPT_EXPORT_DIR) {
+			tui_status_set(t, false, "not exported");
+		} else {
+			t->quit_after_save = false;
+			tui_status_set(t, false, "not saved");
+		}
 		t->prompt = TUI_PROMPT_NONE;
-		t->quit_after_save = false;
-		tui_status_set(t, false, "not saved");
 		break;
 	case '\n':
 	case '\r':
 	case KEY_ENTER:
 		if (n == 0)
 			break;
+		if (t->prompt == TUI_PROMPT_EXPORT_DIR) {
+			tui_export_confirm(t);
+			break;
+		}
 		t->prompt = TUI_PROMPT_NONE;
 		save_now(t);
 		break;
@@ -178,6 +197,13 @@ tui_prompt_text(const struct tui *t, char *buf, size_t size)
 		return true;
 	case TUI_PROMPT_QUIT:
 		snprintf(buf, size, "save changes? y/n/Esc");
+		return true;
+	case TUI_PROMPT_EXPORT_DIR:
+		snprintf(buf, size, "export to directory: %s_  (Enter exports, Esc cancels)",
+			 t->prompt_input);
+		return true;
+	case TUI_PROMPT_EXPORT_REPLACE:
+		snprintf(buf, size, "%s exists; replace it? y/n", t->prompt_input);
 		return true;
 	}
 	return false;

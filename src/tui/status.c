@@ -55,16 +55,20 @@ tui_status_set(struct tui *t, bool error, const char *fmt, ...)
 void
 tui_draw_title(struct tui *t)
 {
-	char wbits[32], abits[32], line[512];
+	char wbits[32], abits[32], perplexity[96], line[512];
 	const struct quant_config *qc = &t->a->quant;
 	bool no_calibration = t->a->stats_fn == NULL;
 
+	/* Before the analysis lock, which the label takes itself. */
+	tui_perplexity_label(t, perplexity, sizeof(perplexity));
 	pthread_mutex_lock(&t->a->lock);
 	quant_params_format(&qc->weight, wbits, sizeof(wbits));
 	quant_params_format(&qc->act, abits, sizeof(abits));
-	snprintf(line, sizeof(line), " catscope  %s  W %s  A %s  %s  %s",
+	/* The perplexity goes before the calibration path, which can be long. */
+	snprintf(line, sizeof(line), " catscope  %s  W %s  A %s  %s  %s%s%s",
 		 t->opt->model_name != NULL ? t->opt->model_name : "",
 		 wbits, abits, qc->rounding == QUANT_GPTQ ? "GPTQ" : "RTN",
+		 perplexity, perplexity[0] != '\0' ? "  " : "",
 		 no_calibration ? "NO CALIBRATION (isotropic x)"
 				: (t->opt->calib_name != NULL ? t->opt->calib_name : ""));
 	pthread_mutex_unlock(&t->a->lock);
@@ -81,7 +85,8 @@ tui_draw_status(struct tui *t)
 	static const char spinner[] = "|/-\\";
 	int pending = analysis_pending(t->a);
 	int comparing = tui_compare_pending(t);
-	char left[96] = "";
+	char left[TUI_STATUS_MAX] = "";
+	size_t used;
 	char message[TUI_STATUS_MAX];
 	bool error;
 	int y = t->rows - 1;
@@ -92,6 +97,8 @@ tui_draw_status(struct tui *t)
 	else if (comparing > 0)
 		snprintf(left, sizeof(left), "%c comparing (%d left) ", spinner[t->frame % 4],
 			 comparing);
+	used = strlen(left);
+	tui_jobs_activity(t, left + used, sizeof(left) - used);
 
 	pthread_mutex_lock(&t->status_lock);
 	if (t->status_frames > 0)

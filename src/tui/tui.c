@@ -70,6 +70,7 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 	t->order = alloc_zeroed((size_t)a->n_sites, sizeof(*t->order));
 	t->sort_column = COL_SITE;
 	tui_status_init(t);
+	tui_jobs_init(t);
 
 	if (tui_screen_start(t, err) != 0) {
 		rc = -1;
@@ -89,6 +90,7 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 		int key;
 
 		t->frame++;
+		tui_jobs_poll(t);
 		tui_table_refresh(t);
 		tui_draw(t);
 		key = getch();
@@ -112,6 +114,7 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 	 * the caller frees the analysis. On a large model that can take seconds. */
 	tui_compare_stop(t);
 out:
+	tui_jobs_stop(t);
 	tui_undo_free(t);
 	pthread_mutex_destroy(&t->status_lock);
 	free(t->table);

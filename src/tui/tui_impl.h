@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "catscope/analysis.h"
+#include "catscope/export.h"
 #include "catscope/tui.h"
 
 /* Transforms in the order t cycles through them and the detail view lists them. */
@@ -22,6 +23,8 @@ enum tui_prompt {
 	TUI_PROMPT_NONE,
 	TUI_PROMPT_SAVE_NAME,    /* the session file name, after F2 */
 	TUI_PROMPT_QUIT,         /* "save changes? y/n/Esc" before quitting */
+	TUI_PROMPT_EXPORT_DIR,   /* the export's destination directory, after E */
+	TUI_PROMPT_EXPORT_REPLACE, /* "replace the existing directory? y/n" */
 };
 
 enum tui_color {
@@ -103,6 +106,48 @@ struct tui_compare {
 	unsigned profile_wanted, profile_claimed, profile_done;
 };
 
+/* The end-to-end perplexity of the p key: a thread that simulates the current
+ * settings as the default export computes them and scores the held-out tokens,
+ * beside the full-precision model (scored once and kept). Fields below lock are
+ * guarded by it. */
+struct tui_perplexity {
+	pthread_t thread;
+	bool running;            /* the thread exists */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+	unsigned requested;      /* bumped by every p */
+	unsigned claimed;        /* the request the thread works on or finished */
+	bool busy;               /* a run is in progress */
+	const char *phase;       /* what the run in progress does, for the status line */
+	double fraction;         /* of the current phase */
+	struct transform_spec *run_specs; /* settings of the run in progress */
+	struct quant_config run_quant;
+	bool has_fp;
+	double fp;               /* perplexity of the full-precision model */
+	bool has_result;
+	double ppl;              /* perplexity of result_specs and result_quant */
+	struct transform_spec *result_specs;
+	struct quant_config result_quant;
+};
+
+/* The export of the E key, on a thread of its own because export_write cannot be
+ * cancelled. */
+struct tui_export {
+	pthread_t thread;
+	bool running;            /* the thread exists and is not joined yet */
+	pthread_mutex_t lock;
+	bool done;               /* the thread has finished; guarded by lock */
+	char dir[200];
+	bool force;
+	const char *calib_path;  /* recorded in the export's provenance, or NULL */
+	struct analysis *priv;   /* a copy of the settings when E was confirmed */
+	double start;
+	int rc;
+	struct export_summary summary;
+	struct error err;
+};
+
 struct tui_undo {
 	struct transform_spec *specs;
 	struct quant_config quant;
@@ -135,6 +180,8 @@ struct tui {
 	unsigned frame;          /* spinner phase */
 
 	struct tui_compare compare;
+	struct tui_perplexity perplexity;
+	struct tui_export export;
 	struct tui_undo undo[TUI_UNDO_MAX];
 	int n_undo;
 
@@ -172,6 +219,26 @@ void tui_compare_stop(struct tui *t);
 void tui_compare_set_quant(struct tui *t, const struct quant_config *qc);
 void tui_compare_request_detail(struct tui *t, int site);
 int tui_compare_pending(struct tui *t);
+
+/* jobs.c */
+void tui_jobs_init(struct tui *t);
+/* Stops the perplexity run and waits for an export in progress to finish. */
+void tui_jobs_stop(struct tui *t);
+/* Reports a finished export on the status line; called once per frame. */
+void tui_jobs_poll(struct tui *t);
+/* Starts (or restarts) the perplexity of the current settings, the p key. */
+void tui_perplexity_request(struct tui *t);
+/* Writes the perplexity for the title, such as "PPL 12.2912 (FP 9.3700, +31.2%)",
+ * or an empty string before the first result. */
+void tui_perplexity_label(struct tui *t, char *buf, size_t size);
+/* Writes what the running jobs do, for the left of the status line. */
+void tui_jobs_activity(struct tui *t, char *buf, size_t size);
+/* Opens the destination prompt of the E key. */
+void tui_export_prompt(struct tui *t);
+/* Handles Enter in the destination prompt: asks before replacing an existing path. */
+void tui_export_confirm(struct tui *t);
+/* Starts the export into prompt_input; force replaces an existing destination. */
+void tui_export_start(struct tui *t, bool force);
 
 /* table.c */
 void tui_table_refresh(struct tui *t);
