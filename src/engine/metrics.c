@@ -689,8 +689,8 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 		}
 	}
 	out->flags = ev.flags;
-	/* A missing sample is a state, not a surprise: the caller ran without calibration
-	 * and the flag in the result says so. */
+	/* A missing sample is expected without calibration, and the flag in the result
+	 * records it, so it is not worth a warning per site. */
 	warn_flags(ev.flags & ~(METRICS_FLAG_FULL_SKIPPED | METRICS_FLAG_NO_SAMPLE), layers, d);
 	rc = 0;
 out:
