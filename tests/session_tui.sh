@@ -5,60 +5,9 @@
 # screen showed. Uses a private tmux server (-L) and kills only that server.
 . "$srcdir/tests/lib.sh"
 
-TMUX_CMD=${TMUX_BIN:-tmux}
-command -v "$TMUX_CMD" >/dev/null 2>&1 || { echo "tmux not found; skipping"; exit 77; }
+tmux_name=sess
+. "$srcdir/tests/tmux_lib.sh"
 require_data
-
-socket="catscope-sess-$$"
-tm() {
-	"$TMUX_CMD" -L "$socket" "$@"
-}
-socket_path=""
-trap 'tm kill-server 2>/dev/null; [ -n "$socket_path" ] && rm -f "$socket_path"; rm -rf "$scratch"' EXIT
-
-screen() {
-	tm capture-pane -p -t explorer
-}
-
-wait_for() {
-	i=0
-	while ! screen | grep -q -- "$1"; do
-		i=$((i + 1))
-		if [ "$i" -ge 300 ]; then
-			screen >&2
-			fail "timed out waiting for '$1' on the screen"
-		fi
-		sleep 0.1
-	done
-}
-
-wait_idle() {
-	i=0
-	while screen | tail -n 1 | grep -q -e computing -e comparing; do
-		i=$((i + 1))
-		if [ "$i" -ge 600 ]; then
-			screen >&2
-			fail "timed out after 60 s waiting for the explorer to finish computing"
-		fi
-		sleep 0.1
-	done
-}
-
-# Sends keys, then waits (up to 5 s) until the screen above the status line stops
-# changing.
-keys() {
-	tm send-keys -t explorer "$@"
-	sleep 0.2
-	i=0
-	before=$(screen | sed '$d')
-	while [ "$i" -lt 25 ]; do
-		sleep 0.2
-		now=$(screen | sed '$d')
-		[ "$now" = "$before" ] && return 0
-		before=$now
-		i=$((i + 1))
-	done
-}
 
 # The table rows: lines that start with a site name, above the status line (which
 # can start with one too).

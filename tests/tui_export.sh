@@ -4,34 +4,9 @@
 # the exported directory. Uses a private tmux server (-L) and kills only that server.
 . "$srcdir/tests/lib.sh"
 
-TMUX_CMD=${TMUX_BIN:-tmux}
-command -v "$TMUX_CMD" >/dev/null 2>&1 || { echo "tmux not found; skipping"; exit 77; }
+tmux_name=keys
+. "$srcdir/tests/tmux_lib.sh"
 require_data
-
-socket="catscope-keys-$$"
-tm() {
-	"$TMUX_CMD" -L "$socket" "$@"
-}
-socket_path=""
-# kill-server leaves the socket file behind, so the trap removes it too.
-trap 'tm kill-server 2>/dev/null; [ -n "$socket_path" ] && rm -f "$socket_path"; rm -rf "$scratch"' EXIT
-
-screen() {
-	tm capture-pane -p -t explorer
-}
-
-# Waits up to 60 s for the screen to contain the text.
-wait_for() {
-	i=0
-	while ! screen | grep -q -- "$1"; do
-		i=$((i + 1))
-		if [ "$i" -ge 600 ]; then
-			screen >&2
-			fail "timed out waiting for '$1' on the screen"
-		fi
-		sleep 0.1
-	done
-}
 
 # Waits up to 60 s until the title shows a perplexity that is not stale, and
 # prints its value.
