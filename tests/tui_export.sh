@@ -54,6 +54,7 @@ heldout="$scratch/heldout.txt"
 tail -c 20000 "$DATA/tinystories_train_sample.txt" >"$heldout"
 expected_none=$(eval_perplexity "$MODEL" "$heldout" --ctx $ctx --calib "$cache" --transform none)
 expected_cat=$(eval_perplexity "$MODEL" "$heldout" --ctx $ctx --calib "$cache" --transform cat)
+expected_cat_kv=$(eval_perplexity "$MODEL" "$heldout" --ctx $ctx --calib "$cache" --transform cat --kv-bits 4)
 expected_fp=$(eval_perplexity "$MODEL" "$heldout" --ctx $ctx)
 [ -n "$expected_none" ] && [ -n "$expected_cat" ] && [ -n "$expected_fp" ] ||
 	fail "catscope eval printed no perplexity"
@@ -114,6 +115,23 @@ wait_for "$scratch/export exists; replace it? y/n"
 tm send-keys -t explorer y
 wait_for "exported to $scratch/export: "
 [ ! -e "$scratch/export/marker" ] || fail "y did not replace the export"
+
+# K quantizes the KV cache to 4 bits for p and E: the result turns stale, and p, the
+# simulation and an export all agree again.
+tm send-keys -t explorer K
+wait_for 'KV cache 4-bit'
+screen | head -n 1 | grep -q 'stale' || fail "K did not mark the perplexity stale"
+tm send-keys -t explorer p
+shown=$(wait_perplexity)
+[ "$shown" = "$expected_cat_kv" ] || fail "perplexity with a 4-bit KV cache: explorer $shown, eval $expected_cat_kv"
+tm send-keys -t explorer E
+wait_for 'export to directory:'
+tm send-keys -t explorer C-u
+tm send-keys -t explorer -l "$scratch/export-kv"
+tm send-keys -t explorer Enter
+wait_for "exported to $scratch/export-kv: "
+exported=$(eval_perplexity "$scratch/export-kv" "$heldout" --ctx $ctx)
+[ "$exported" = "$shown" ] || fail "perplexity of the KV export: eval $exported, explorer $shown"
 
 # The help lists both keys.
 tm send-keys -t explorer '?'

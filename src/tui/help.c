@@ -27,7 +27,7 @@ static const char *const help_lines[] = {
 	"  w W  a A         weight / activation bits -1 / +1",
 	"  m  R             symmetric / asymmetric;  RTN / GPTQ",
 	"  u                undo the last change      F2  save the session",
-	"  p  E             perplexity on --heldout text;  export to a directory",
+	"  p  E  K          perplexity on --heldout text;  export;  KV cache 4-bit on/off",
 	"Columns (dB): C(x) C(W) concentration, A alignment, headrm 10log10(A*/A),",
 	"  pred/meas SQNR, gain = SQNR minus the same site without transform",
 	"  (measured, or predicted where no sample exists, as without calibration).",

@@ -160,7 +160,11 @@ perplexity_run(struct tui *t, struct analysis *priv, double *quantized, struct e
 		return error_set(err, "perplexity cancelled before scoring");
 	}
 	perplexity_set_phase(p, "scoring");
-	rc = perplexity_score(t, &sim->view, &sim->hooks, quantized, err);
+	/* The KV-cache quantizer chains after the site hooks, as eval --kv-bits does. */
+	struct export_hook_chain chain;
+
+	export_hook_chain_init(&chain, &sim->hooks, p->run_kv_bits, sim->view.config.head_dim);
+	rc = perplexity_score(t, &sim->view, &chain.hooks, quantized, err);
 	simulation_free(sim);
 	return rc;
 }
@@ -190,6 +194,7 @@ perplexity_main(void *arg)
 
 		/* Only this thread writes run_specs, and only here between runs. */
 		settings_copy(t->a, p->run_specs, &p->run_quant);
+		p->run_kv_bits = t->kv_bits;
 		error_clear(&err);
 		rc = perplexity_run(t, priv, &quantized, &err);
 
@@ -200,6 +205,7 @@ perplexity_main(void *arg)
 			p->has_result = true;
 			memcpy(p->result_specs, p->run_specs, (size_t)t->a->n_sites * sizeof(*p->run_specs));
 			p->result_quant = p->run_quant;
+			p->result_kv_bits = p->run_kv_bits;
 			tui_status_set(t, false, "perplexity %.4f, full precision %.4f (%+.1f%%) on %zu tokens",
 				       quantized, p->fp, 100.0 * (quantized / p->fp - 1.0),
 				       t->opt->n_heldout_tokens);
@@ -252,7 +258,8 @@ tui_perplexity_label(struct tui *t, char *buf, size_t size)
 	buf[0] = '\0';
 	pthread_mutex_lock(&p->lock);
 	if (p->has_result) {
-		stale = !settings_current(t->a, p->result_specs, &p->result_quant);
+		stale = !settings_current(t->a, p->result_specs, &p->result_quant) ||
+			p->result_kv_bits != t->kv_bits;
 		snprintf(buf, size, "PPL %.4f (FP %.4f, %+.1f%%)%s", p->ppl, p->fp,
 			 100.0 * (p->ppl / p->fp - 1.0), stale ? " stale" : "");
 	}
@@ -325,6 +332,7 @@ export_main(void *arg)
 
 	export_options_default(&options);
 	options.force = e->force;
+	options.kv_bits = e->kv_bits;
 	/* NOTE: the provenance records the calibration cache but no session file, because
 	 * the session may be unsaved or saved later. */
 	options.calib_path = e->calib_path;
@@ -348,6 +356,7 @@ tui_export_start(struct tui *t, bool force)
 
 	snprintf(e->dir, sizeof(e->dir), "%s", t->prompt_input);
 	e->force = force;
+	e->kv_bits = t->kv_bits;
 	e->calib_path = t->opt->calib_name;
 	e->priv = analysis_new(t->a->model, t->a->stats_fn, t->a->stats_ctx);
 	settings_copy(t->a, specs, &quant);

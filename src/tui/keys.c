@@ -363,6 +363,11 @@ tui_handle_key(struct tui *t, int key)
 	case 'p':
 		tui_perplexity_request(t);
 		break;
+	case 'K':
+		t->kv_bits = t->kv_bits == 0 ? 4 : 0;
+		tui_status_set(t, false, "%s", t->kv_bits ? "KV cache 4-bit (asymmetric, per head) for p and E"
+							  : "KV cache unquantized for p and E");
+		break;
 	case 'E':
 		tui_export_prompt(t);
 		break;

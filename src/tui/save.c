@@ -176,6 +176,9 @@ tui_prompt_key(struct tui *t, int key)
 		if (n > 0)
 			t->prompt_input[n - 1] = '\0';
 		break;
+	case 21: /* Ctrl-U clears the line, as in a shell */
+		t->prompt_input[0] = '\0';
+		break;
 	default:
 		if (key >= 32 && key < 127 && n + 1 < sizeof(t->prompt_input)) {
 			t->prompt_input[n] = (char)key;

@@ -65,9 +65,9 @@ tui_draw_title(struct tui *t)
 	quant_params_format(&qc->weight, wbits, sizeof(wbits));
 	quant_params_format(&qc->act, abits, sizeof(abits));
 	/* The perplexity goes before the calibration path, which can be long. */
-	snprintf(line, sizeof(line), " catscope  %s  W %s  A %s  %s  %s%s%s",
+	snprintf(line, sizeof(line), " catscope  %s  W %s  A %s  %s%s  %s%s%s",
 		 t->opt->model_name != NULL ? t->opt->model_name : "",
-		 wbits, abits, qc->rounding == QUANT_GPTQ ? "GPTQ" : "RTN",
+		 wbits, abits, qc->rounding == QUANT_GPTQ ? "GPTQ" : "RTN", t->kv_bits ? "  KV 4" : "",
 		 perplexity, perplexity[0] != '\0' ? "  " : "",
 		 no_calibration ? "NO CALIBRATION (isotropic x)"
 				: (t->opt->calib_name != NULL ? t->opt->calib_name : ""));

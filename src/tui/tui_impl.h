@@ -123,12 +123,14 @@ struct tui_perplexity {
 	double fraction;         /* of the current phase */
 	struct transform_spec *run_specs; /* settings of the run in progress */
 	struct quant_config run_quant;
+	int run_kv_bits;
 	bool has_fp;
 	double fp;               /* perplexity of the full-precision model */
 	bool has_result;
 	double ppl;              /* perplexity of result_specs and result_quant */
 	struct transform_spec *result_specs;
 	struct quant_config result_quant;
+	int result_kv_bits;
 };
 
 /* The export of the E key, on a thread of its own because export_write cannot be
@@ -140,6 +142,7 @@ struct tui_export {
 	bool done;               /* the thread has finished; guarded by lock */
 	char dir[200];
 	bool force;
+	int kv_bits;
 	const char *calib_path;  /* recorded in the export's provenance, or NULL */
 	struct analysis *priv;   /* a copy of the settings when E was confirmed */
 	double start;
@@ -160,6 +163,9 @@ struct tui_undo {
 struct tui {
 	struct analysis *a;
 	const struct tui_options *opt;
+	/* KV-cache bits for p and E (0: unquantized). Written by the key thread only, read
+	 * by the jobs when they claim a request. */
+	int kv_bits;
 	bool color;
 	bool ascii;
 	int rows, cols;
