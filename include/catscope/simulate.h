@@ -9,7 +9,7 @@
 
 #include "catscope/analysis.h"
 
-/* How the parts that stay unquantized are stored, as an export stores them. */
+/* Storage precision of the parts that stay unquantized, as an export stores them. */
 enum simulation_storage { SIMULATION_F32, SIMULATION_F16, SIMULATION_BF16 };
 
 struct simulation_options {
@@ -26,7 +26,7 @@ void simulation_options_default(struct simulation_options *opt);
 struct simulation {
 	const struct model *model;
 	/* The simulated model: the source with its linear layers replaced, its unquantized
-	 * parts rounded and its q/k order changed as the options say. Pass it to
+	 * parts rounded and its q/k order changed as the options request. Pass it to
 	 * model_forward with blocks NULL and the hooks below. */
 	struct model view;
 	struct model_block *blocks;    /* quantized copies of every linear layer */
