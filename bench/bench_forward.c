@@ -115,12 +115,7 @@ bench_synthetic_1b(void)
 	c->norm_eps = 1e-5f;
 	c->rope_theta = 500000.0f;
 	c->tied_output = true;
-	for (int j = 0; j < LINEAR_COUNT; j++) {
-		int rows, cols;
-
-		model_linear_shape(c, (enum model_linear)j, &rows, &cols);
-		total += (size_t)rows * cols * c->n_layers;
-	}
+	total = model_block_linear_count(c) * (size_t)c->n_layers;
 	total += (size_t)c->vocab_size * c->dim + c->dim;
 	float *p = m->storage = alloc_aligned(total, sizeof(float));
 

@@ -72,10 +72,10 @@ fuzz_temp_dir_remove(void)
 	rmdir(fuzz_temp_path);
 }
 
-/* Creates a temporary folder for targets whose reader takes a directory, removed when
- * the run ends through exit (libFuzzer's time limit may skip that, so a target that
- * needs the folder only at start-up should call fuzz_temp_dir_remove itself); returns
- * its path (static storage). */
+/* Creates a temporary folder for targets whose reader takes a directory and returns its
+ * path (static storage). The folder is removed when the run ends through exit. A
+ * libFuzzer time limit may skip that, so a target that needs the folder only at
+ * start-up calls fuzz_temp_dir_remove itself. */
 static const char *
 fuzz_temp_dir(void)
 {

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Saves a session from the explorer under tmux and replays it: F2 with a typed
-# name writes sessions/NAME.json, quitting with unsaved changes asks first, the
+# name writes sessions/NAME.json, quitting with unsaved changes prompts first, the
 # replayed explorer shows the saved state, and replay --batch prints the SQNR the
 # screen showed. Uses a private tmux server (-L) and kills only that server.
 . "$srcdir/tests/lib.sh"
@@ -55,7 +55,7 @@ screen | head -n 1 | grep -q 'W 5 ' || fail "W did not raise the weight bits: $(
 keys / f f n _ d o w n Enter
 [ "$(rows | wc -l)" -eq 5 ] || { screen >&2; fail "filter ffn_down shows $(rows | wc -l) rows, expected 5"; }
 
-# F2 asks for a name; a bare name goes into sessions/ with .json added.
+# F2 prompts for a name; a bare name goes into sessions/ with .json added.
 keys F2
 wait_for 'save as'
 keys r o u n d Enter
@@ -89,7 +89,7 @@ echo "$row" | awk -v m="$shown" '{ exit !($3 == "cat" && $9 == m) }' ||
 [ "$(rows | wc -l)" -eq 5 ] || fail "the replayed explorer lost the filter: $(rows | wc -l) rows"
 [ "$(rows | awk '$3 != "none"' | wc -l)" -eq 1 ] || fail "the replay changed other sites"
 
-# A change, then q: the explorer asks; Esc stays, y saves under the same name.
+# A change, then q: the explorer prompts; Esc stays, y saves under the same name.
 keys t
 keys q
 wait_for 'save changes? y/n/Esc'

@@ -530,7 +530,7 @@ full_optimum_skipped_above_limit(void **state)
 }
 
 /* Reusing the invariants across transforms must give exactly what a fresh evaluation
- * gives, including when the second transform asks for another block size. */
+ * gives, including when the second transform requests another block size. */
 static void
 invariants_reuse_matches_fresh(void **state)
 {

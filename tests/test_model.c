@@ -18,7 +18,7 @@
 #include "catscope/testutil.h"
 
 /* The first 40 greedy tokens from BOS, as published for stories260K (llama2.c
- * doc/stories260K.md); they spell "Once upon a time, there was a little girl named
+ * doc/stories260K.md). They spell "Once upon a time, there was a little girl named
  * Lily. She loved to play outside in the park. One day, she saw a big, r". */
 static const int32_t golden_ids[40] = {
 	403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337,

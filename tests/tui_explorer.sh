@@ -128,7 +128,7 @@ sleep 0.5
 screen | sed -n 2p | grep -q '^site.*gain' || fail "header after shrinking: $(screen | sed -n 2p)"
 [ "$(rows | wc -l)" -eq 20 ] || fail "expected 20 rows back at 80x24"
 
-# The changes above are not saved, so quitting asks first; n quits.
+# The changes above are not saved, so quitting prompts first; n quits.
 keys q
 wait_for 'save changes? y/n/Esc'
 keys n

@@ -31,7 +31,7 @@ enum analysis_state {
 	ANALYSIS_STALE,     /* needs computing */
 	ANALYSIS_RUNNING,
 	ANALYSIS_DONE,
-	ANALYSIS_FAILED,    /* error holds why */
+	ANALYSIS_FAILED,    /* error contains the reason */
 };
 
 struct analysis_site {

@@ -35,7 +35,7 @@ void atomic_file_abort(struct atomic_file *file);
 int atomic_write_all(const char *path, const void *data, size_t size, struct error *err);
 
 /* Registers a path (file or empty directory) to be removed if a signal ends the
- * program; returns a slot for atomic_forget, or -1 if the table is full. */
+ * program. Returns a slot for atomic_forget, or -1 if the table is full. */
 int atomic_register(const char *path, int is_directory);
 void atomic_forget(int slot);
 

@@ -10,6 +10,7 @@
 #include "catscope/error.h"
 #include "catscope/model.h"
 #include "catscope/quant.h"
+#include "catscope/simulate.h"
 #include "catscope/transform.h"
 
 int cli_eval(int argc, char **argv);
@@ -47,6 +48,10 @@ int cli_parse_quant_option(const char *command, int code, const char *value,
 	{ "weights", required_argument, NULL, 'w' }, \
 	{ "acts", required_argument, NULL, 'a' }, \
 	{ "gptq", no_argument, NULL, 'g' }
+
+/* Parses a --dtype value (f16, bf16 or f32). Prints a usage error and returns -1 on
+ * anything else. */
+int cli_parse_dtype(const char *command, const char *text, enum simulation_storage *out);
 
 /* Reads and concatenates text files into one newly allocated buffer. */
 char *cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *err);

@@ -3,7 +3,7 @@
  *
  * Weights are row-major: a linear layer y = W x with W of m rows (outputs) by d
  * columns (inputs). The RMSNorm gains in front of q/k/v and gate/up are folded into
- * those weights at load time (W <- W diag(g)), so the activation a hook sees at
+ * those weights at load time (W <- W diag(g)), so the activation passed to a hook at
  * attn_in and ffn_in is the normalised vector without gain, and the model computes
  * exactly what the file describes. The final norm gain is kept separately because the
  * output head may be tied to the embedding. */
@@ -11,6 +11,7 @@
 #define CATSCOPE_MODEL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "catscope/error.h"
@@ -77,6 +78,8 @@ void model_free(struct model *model);
 void model_linear_shape(const struct model_config *config, enum model_linear linear, int *rows,
 			int *cols);
 enum site_kind model_linear_site(enum model_linear linear);
+/* Returns the number of weights in the linear layers of one block. */
+size_t model_block_linear_count(const struct model_config *config);
 /* The row order that turns adjacent-pair RoPE weights into rotate-half ones: row r of
  * the halves layout is row perm[r] of the adjacent layout, head by head (n_heads x
  * head_dim entries). Exact in real arithmetic; attention then sums in another order. */
@@ -84,13 +87,13 @@ void model_rope_halves_permutation(int n_heads, int head_dim, int *perm);
 const char *model_linear_name(enum model_linear linear);
 
 /* Hooks into the forward pass. site is called with the n x d input of every quantized
- * site, row-major, before the site's layers read it; it may change the values in place
- * (a simulation transforms and quantizes them there). NULL members are skipped. */
+ * site, row-major, before the site's layers read it. It may change the values in place,
+ * as a simulation does when it transforms and quantizes them. NULL members are skipped. */
 struct model_hooks {
 	void *ctx;
 	void (*site)(void *ctx, int block, enum site_kind kind, float *x, int n_tokens, int dim);
 	/* Called with the new keys and values of a block (n x kv_dim each) before they enter
-	 * the cache; may change them, as a KV-cache quantizer does. */
+	 * the cache. It may change them, as a KV-cache quantizer does. */
 	void (*kv)(void *ctx, int block, float *k, float *v, int n_tokens, int kv_dim);
 };
 

@@ -24,7 +24,7 @@ struct tui_options {
 	const char *model_name;  /* shown in the title */
 	const char *calib_name;  /* calibration cache shown in the title, or NULL */
 	/* The session that records every change into its journal; F2 saves it and
-	 * quitting with unsaved changes asks first. With NULL, F2 does nothing. Borrowed;
+	 * quitting with unsaved changes prompts first. With NULL, F2 does nothing. Borrowed;
 	 * the caller frees it after tui_run. */
 	struct session *session;
 	/* Start at the session's selected site, sort, filter and view. */

@@ -1,4 +1,4 @@
-/* What every analysis command opens: a model and, optionally, its calibration cache,
+/* The inputs of every analysis command: a model and, optionally, its calibration cache,
  * with the adapter that lets an analysis read site statistics from the cache. */
 #ifndef CATSCOPE_WORKSPACE_H
 #define CATSCOPE_WORKSPACE_H

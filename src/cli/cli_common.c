@@ -141,3 +141,17 @@ cli_parse_quant_option(const char *command, int code, const char *value,
 		return cli_usage_error(command, "unknown option"), -1;
 	}
 }
+
+int
+cli_parse_dtype(const char *command, const char *text, enum simulation_storage *out)
+{
+	if (strcmp(text, "f16") == 0)
+		*out = SIMULATION_F16;
+	else if (strcmp(text, "bf16") == 0)
+		*out = SIMULATION_BF16;
+	else if (strcmp(text, "f32") == 0)
+		*out = SIMULATION_F32;
+	else
+		return cli_usage_error(command, "--dtype expects f16, bf16 or f32, got '%s'", text), -1;
+	return 0;
+}

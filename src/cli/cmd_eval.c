@@ -119,14 +119,8 @@ cli_eval(int argc, char **argv)
 			kv_given = 1;
 			break;
 		case 'd':
-			if (strcmp(optarg, "f16") == 0)
-				sim_options.storage = SIMULATION_F16;
-			else if (strcmp(optarg, "bf16") == 0)
-				sim_options.storage = SIMULATION_BF16;
-			else if (strcmp(optarg, "f32") == 0)
-				sim_options.storage = SIMULATION_F32;
-			else
-				return cli_usage_error("eval", "--dtype expects f16, bf16 or f32, got '%s'", optarg);
+			if (cli_parse_dtype("eval", optarg, &sim_options.storage) != 0)
+				return 2;
 			quant_given = 1;
 			break;
 		case 'r':

@@ -166,18 +166,21 @@ cli_export(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'd':
-			if (strcmp(optarg, "f16") == 0)
-				opt.dtype = SAFETENSORS_F16;
-			else if (strcmp(optarg, "bf16") == 0)
-				opt.dtype = SAFETENSORS_BF16;
-			else if (strcmp(optarg, "f32") == 0)
-				opt.dtype = SAFETENSORS_F32;
-			else {
+		case 'd': {
+			enum simulation_storage storage;
+			static const enum safetensors_dtype dtypes[] = {
+				[SIMULATION_F32] = SAFETENSORS_F32,
+				[SIMULATION_F16] = SAFETENSORS_F16,
+				[SIMULATION_BF16] = SAFETENSORS_BF16,
+			};
+
+			if (cli_parse_dtype("export", optarg, &storage) != 0) {
 				free(site_specs);
-				return cli_usage_error("export", "--dtype expects f16, bf16 or f32, got '%s'", optarg);
+				return 2;
 			}
+			opt.dtype = dtypes[storage];
 			break;
+		}
 		case 'S':
 			if (export_parse_size(optarg, &opt.shard_size) != 0) {
 				free(site_specs);

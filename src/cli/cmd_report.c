@@ -124,7 +124,7 @@ cli_report(int argc, char **argv)
 		for (int i = 0; i < runs[k]->n_sites; i++)
 			analysis_set_transform(runs[k], i, &specs[k]);
 		/* A failing site is reported in its row and the others still print, but the
-		 * exit status says that the report is incomplete. */
+		 * exit status marks the report as incomplete. */
 		if (analysis_compute_all(runs[k], &err) != 0 && failed++ == 0)
 			fprintf(stderr, "catscope: %s\n", err.message);
 	}

@@ -22,15 +22,7 @@ simulation_site_hook(void *ctx, int block, enum site_kind kind, float *x, int n,
 static size_t
 simulation_weight_count(const struct model_config *c)
 {
-	size_t total = 0;
-
-	for (int j = 0; j < LINEAR_COUNT; j++) {
-		int rows, cols;
-
-		model_linear_shape(c, (enum model_linear)j, &rows, &cols);
-		total += (size_t)rows * cols;
-	}
-	return total * (size_t)c->n_layers;
+	return model_block_linear_count(c) * (size_t)c->n_layers;
 }
 
 static int

@@ -63,6 +63,20 @@ model_rope_halves_permutation(int n_heads, int head_dim, int *perm)
 				perm[h * head_dim + j * half + i] = h * head_dim + 2 * i + j;
 }
 
+size_t
+model_block_linear_count(const struct model_config *c)
+{
+	size_t total = 0;
+
+	for (int j = 0; j < LINEAR_COUNT; j++) {
+		int rows, cols;
+
+		model_linear_shape(c, (enum model_linear)j, &rows, &cols);
+		total += (size_t)rows * cols;
+	}
+	return total;
+}
+
 enum site_kind
 model_linear_site(enum model_linear linear)
 {

@@ -245,14 +245,8 @@ export_loader_linear(const struct export_loader *h, int l, enum model_linear j, 
 static size_t
 export_loader_block_floats(const struct model_config *c)
 {
-	size_t total = 0;
+	size_t total = model_block_linear_count(c);
 
-	for (int j = 0; j < LINEAR_COUNT; j++) {
-		int rows, cols;
-
-		model_linear_shape(c, (enum model_linear)j, &rows, &cols);
-		total += (size_t)rows * cols;
-	}
 	total += 2 * (size_t)c->dim; /* norm gains while folding */
 	if (c->qkv_bias)
 		total += (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;

@@ -250,12 +250,7 @@ model_gguf_weights(const struct gguf_file *f, struct model *m, struct error *err
 
 	if (model_gguf_check_shapes(f, c, err) != 0)
 		return -1;
-	for (int j = 0; j < LINEAR_COUNT; j++) {
-		int rows, cols;
-
-		model_linear_shape(c, (enum model_linear)j, &rows, &cols);
-		per_block += (size_t)rows * cols;
-	}
+	per_block = model_block_linear_count(c);
 	total = (size_t)c->vocab_size * c->dim * (c->tied_output ? 1 : 2) + (size_t)c->dim +
 		per_block * (size_t)c->n_layers;
 	m->storage = alloc_aligned(total, sizeof(float));

@@ -396,14 +396,8 @@ hf_check_shapes(const struct hf_loader *h, const struct model_config *c, struct 
 static size_t
 hf_block_floats(const struct model_config *c)
 {
-	size_t n = 0;
+	size_t n = model_block_linear_count(c);
 
-	for (int j = 0; j < LINEAR_COUNT; j++) {
-		int rows, cols;
-
-		model_linear_shape(c, (enum model_linear)j, &rows, &cols);
-		n += (size_t)rows * cols;
-	}
 	if (c->qkv_bias)
 		n += (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
 	if (c->qk_norm)

@@ -446,7 +446,8 @@ load_config(struct hf_loader *ld, const char *dir)
 	int32_t bos, eos;
 
 	snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
-	/* The config is optional; access() does not open, so a FIFO cannot block here. */
+	/* The config is optional. access() does not open the file, so a FIFO cannot block
+	 * here, and load_json_file then rejects anything but a regular file. */
 	if (access(path, F_OK) != 0)
 		return 0;
 	ld->path = path;

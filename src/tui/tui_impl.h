@@ -241,7 +241,7 @@ void tui_perplexity_label(struct tui *t, char *buf, size_t size);
 void tui_jobs_activity(struct tui *t, char *buf, size_t size);
 /* Opens the destination prompt of the E key. */
 void tui_export_prompt(struct tui *t);
-/* Handles Enter in the destination prompt: asks before replacing an existing path. */
+/* Handles Enter in the destination prompt: prompts before replacing an existing path. */
 void tui_export_confirm(struct tui *t);
 /* Starts the export into prompt_input; force replaces an existing destination. */
 void tui_export_start(struct tui *t, bool force);
@@ -275,7 +275,7 @@ void tui_undo_free(struct tui *t);
 void tui_restore_ui(struct tui *t);
 /* Opens the file name prompt; with quit_after, a successful save also quits. */
 void tui_prompt_save(struct tui *t, bool quit_after);
-/* Quits, or asks first when the session has unsaved changes. */
+/* Quits, or prompts first when the session has unsaved changes. */
 void tui_request_quit(struct tui *t);
 void tui_prompt_key(struct tui *t, int key);
 /* Writes the open prompt's line into buf; false when no prompt is open. */
