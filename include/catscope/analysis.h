@@ -34,6 +34,8 @@ enum analysis_state {
 	ANALYSIS_FAILED,    /* error contains the reason */
 };
 
+#define ANALYSIS_TRANSFORMS_KEPT 2
+
 struct analysis_site {
 	int block;
 	enum site_kind kind;
@@ -44,7 +46,20 @@ struct analysis_site {
 	char layer_names[SITE_LAYERS_MAX][32];
 	unsigned version;              /* bumped by every change to the site or the quantizer */
 	struct engine_invariants invariants; /* what no setting changes, kept across evaluations */
+	/* The last transforms built for the site, so that a change of quantizer or a
+	 * return to an earlier transform skips the build (the CAT eigendecompositions). */
+	struct transform kept[ANALYSIS_TRANSFORMS_KEPT];
+	unsigned long kept_used[ANALYSIS_TRANSFORMS_KEPT]; /* 0: slot empty */
+	unsigned long last_used;       /* analysis tick of the last evaluation, for evicting
+					* kept outputs and transforms */
 };
+
+/* Bytes of sample outputs (see engine_invariants) and built transforms the analysis
+ * keeps over all sites. Above it the least recently evaluated sites lose theirs and
+ * pay one more GEMM and a transform build at their next evaluation. An 8B-class model
+ * needs about 25 MB of outputs for an attention input site and 120 MB for a
+ * feed-forward input site, and 4 to 15 MB per block-128 CAT transform. */
+#define ANALYSIS_CACHE_BUDGET ((size_t)1 << 30)
 
 struct analysis {
 	const struct model *model;
@@ -59,7 +74,8 @@ struct analysis {
 	pthread_t worker;
 	bool worker_running;
 	bool stopping;
-	unsigned completed;            /* results finished, for pollers */
+	unsigned completed;            /* results finished or refined, for pollers */
+	unsigned long tick;            /* evaluations so far, for last_used */
 	struct site_stats *isotropic;  /* per width, when there is no calibration */
 	int n_isotropic;
 };
@@ -76,7 +92,10 @@ void analysis_site_layers(const struct analysis *a, int index, struct site_layer
 void analysis_set_transform(struct analysis *a, int index, const struct transform_spec *spec);
 void analysis_set_quant(struct analysis *a, const struct quant_config *qc);
 
-/* Computes one site now, on the calling thread, and stores the result. */
+/* Computes one site now, on the calling thread, and stores the result with every
+ * measured SQNR. The background worker first stores results without the measured
+ * weight-only and activation-only SQNRs (METRICS_FLAG_PARTS_SKIPPED), which costs a
+ * third of the products, and adds them once no site is stale. */
 int analysis_compute(struct analysis *a, int index, struct error *err);
 /* Computes every stale site now; a failing site keeps its error and the others are
  * still computed. Returns -1 with the first failure in err. */

@@ -46,6 +46,8 @@
 #define METRICS_FLAG_HESSIAN_DAMPED   0x0100u /* GPTQ needed more dampening */
 #define METRICS_FLAG_TRANSFORM_DEGENERATE 0x0200u /* the transform left channels unscaled */
 #define METRICS_FLAG_FEW_TOKENS       0x0400u /* fewer sample tokens than 16 */
+#define METRICS_FLAG_PARTS_SKIPPED    0x0800u /* measured weight-only and activation-only
+					       * SQNRs not requested: NaN */
 
 /* Width above which the full optimum A* is skipped. A* needs a Cholesky factor of the
  * d x d Sx and the eigenvalues of a min(d, rows) square matrix, about (1/3 + 4/3) d^3
@@ -53,21 +55,39 @@
 #define METRICS_FULL_LIMIT_DEFAULT 4096
 
 /* The parts of a site's diagnostics that no transform or quantizer changes: each
- * layer's signal tr(W Sx W^T) and the best alignments. They cost about one m x d x d
- * product, several times the rest of an evaluation, so a caller that evaluates one site
- * again and again (the explorer) keeps them here. Valid only for the statistics and
- * weights they were computed from. */
+ * layer's signal tr(W Sx W^T), its outputs Y = X W^T on the sample, and the best
+ * alignments. The signal and the best alignments cost about one m x d x d product and
+ * Y one GEMM, together several times the rest of an evaluation, so a caller that
+ * evaluates one site again and again (the explorer) keeps them here. Valid only for the
+ * statistics and weights they were computed from. The outputs are heap memory: release
+ * them with engine_invariants_release; copying the struct copies only the pointers. */
 struct engine_invariants {
 	bool has_signal;
 	double signal[SITE_LAYERS_MAX];
+	double frobenius[SITE_LAYERS_MAX];  /* ||W||_F^2 with non-finite weights as 0 */
+	unsigned layer_flags[SITE_LAYERS_MAX]; /* METRICS_FLAG_* of the weights alone */
 	int best_block;        /* k the best alignments were computed for; 0: none yet */
 	int full_limit;
 	double best_1, best_k, best_full;
+	int output_tokens;     /* sample tokens the outputs are for; 0: no outputs kept */
+	int output_rows[SITE_LAYERS_MAX];
+	float *output[SITE_LAYERS_MAX]; /* output_tokens x output_rows, Y = X W^T */
+	double output_power[SITE_LAYERS_MAX]; /* ||Y||_F^2 */
 };
+
+/* Frees the kept outputs; the scalar invariants stay valid. */
+void engine_invariants_release(struct engine_invariants *inv);
+/* Heap bytes held by the kept outputs. */
+size_t engine_invariants_bytes(const struct engine_invariants *inv);
 
 struct engine_options {
 	int full_limit;        /* compute A* only when d <= this */
 	int best_block;        /* k of A*_k; 0 takes the transform's block, or 128 */
+	/* Measure the weight-only and activation-only SQNRs too. Each costs one more
+	 * product of the size of the sample times W^T; without them measured SQNR needs
+	 * one such product once the outputs are kept. When false both are NaN and
+	 * METRICS_FLAG_PARTS_SKIPPED is set. */
+	bool measure_parts;
 	/* In and out: reused when filled for the same statistics and weights, filled
 	 * otherwise. NULL computes everything afresh. */
 	struct engine_invariants *invariants;

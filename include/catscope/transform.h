@@ -30,6 +30,8 @@
 #ifndef CATSCOPE_TRANSFORM_H
 #define CATSCOPE_TRANSFORM_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "catscope/error.h"
@@ -93,6 +95,9 @@ struct transform {
 int transform_spec_parse(const char *text, struct transform_spec *spec, struct error *err);
 /* Writes the canonical spec string into buf. */
 void transform_spec_format(const struct transform_spec *spec, char *buf, int size);
+/* True when both specs build the same transform: fields a kind does not use are
+ * ignored, so a parsed "none" equals a zeroed one. */
+bool transform_spec_equal(const struct transform_spec *x, const struct transform_spec *y);
 /* The block size k the spec resolves to at width dim (1 for diagonal kinds, dim for
  * none). */
 int transform_block_size(const struct transform_spec *spec, int dim);
@@ -105,6 +110,8 @@ int site_layers_check(const struct site_layers *layers, int dim, struct error *e
  * On success the caller frees t with transform_free. */
 int transform_build(const struct transform_spec *spec, const struct site_stats *stats,
 		    const struct site_layers *layers, struct transform *t, struct error *err);
+/* Bytes of the buffers of t. */
+size_t transform_heap_bytes(const struct transform *t);
 /* Frees the buffers of t; t may be zeroed memory or already freed. */
 void transform_free(struct transform *t);
 

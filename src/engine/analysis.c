@@ -78,6 +78,11 @@ analysis_free(struct analysis *a)
 	if (a == NULL)
 		return;
 	analysis_worker_stop(a);
+	for (int i = 0; i < a->n_sites; i++) {
+		engine_invariants_release(&a->sites[i].invariants);
+		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
+			transform_free(&a->sites[i].kept[j]);
+	}
 	for (int i = 0; i < a->n_isotropic; i++) {
 		free(a->isotropic[i].second_moment);
 		free(a->isotropic[i].mean);
@@ -138,10 +143,94 @@ analysis_site_dim(const struct analysis *a, enum site_kind kind)
 	return kind == SITE_FFN_DOWN ? c->hidden_dim : c->dim;
 }
 
+static size_t
+analysis_site_cache_bytes(const struct analysis_site *s)
+{
+	size_t bytes = engine_invariants_bytes(&s->invariants);
+
+	for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
+		if (s->kept_used[j] != 0)
+			bytes += transform_heap_bytes(&s->kept[j]);
+	return bytes;
+}
+
+/* Frees the kept outputs and transforms of the least recently evaluated sites other
+ * than keep until the total fits ANALYSIS_CACHE_BUDGET. The caller holds the lock. */
+static void
+analysis_trim_caches(struct analysis *a, int keep)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < a->n_sites; i++)
+		total += analysis_site_cache_bytes(&a->sites[i]);
+	while (total > ANALYSIS_CACHE_BUDGET) {
+		struct analysis_site *oldest = NULL;
+
+		for (int i = 0; i < a->n_sites; i++) {
+			struct analysis_site *s = &a->sites[i];
+
+			if (i == keep || analysis_site_cache_bytes(s) == 0)
+				continue;
+			if (oldest == NULL || s->last_used < oldest->last_used)
+				oldest = s;
+		}
+		if (oldest == NULL)
+			return;
+		total -= analysis_site_cache_bytes(oldest);
+		engine_invariants_release(&oldest->invariants);
+		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++) {
+			transform_free(&oldest->kept[j]);
+			oldest->kept_used[j] = 0;
+		}
+	}
+}
+
+/* Takes the site's kept transform for spec out of the cache, or builds it. Taking it
+ * out lets two threads evaluate the site at once without sharing buffers. */
+static int
+analysis_take_transform(struct analysis *a, struct analysis_site *site,
+			const struct transform_spec *spec, const struct site_stats *stats,
+			const struct site_layers *layers, struct transform *t, struct error *err)
+{
+	pthread_mutex_lock(&a->lock);
+	for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++) {
+		if (site->kept_used[j] != 0 && transform_spec_equal(&site->kept[j].spec, spec)) {
+			*t = site->kept[j];
+			memset(&site->kept[j], 0, sizeof(site->kept[j]));
+			site->kept_used[j] = 0;
+			pthread_mutex_unlock(&a->lock);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	return transform_build(spec, stats, layers, t, err);
+}
+
+/* Puts t back into the site's cache in place of the least recently used one (or of an
+ * equal one another thread put back meanwhile). The caller holds the lock. */
+static void
+analysis_keep_transform(struct analysis *a, struct analysis_site *site, struct transform *t)
+{
+	int slot = 0;
+
+	for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++) {
+		if (site->kept_used[j] != 0 && transform_spec_equal(&site->kept[j].spec, &t->spec)) {
+			slot = j;
+			break;
+		}
+		if (site->kept_used[j] < site->kept_used[slot])
+			slot = j;
+	}
+	transform_free(&site->kept[slot]);
+	site->kept[slot] = *t;
+	site->kept_used[slot] = a->tick;
+}
+
 /* Evaluates with the given settings; the caller holds no lock. */
 static int
 analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
-	     const struct quant_config *qc, struct site_result *out, struct error *err)
+	     const struct quant_config *qc, bool parts, struct site_result *out,
+	     struct error *err)
 {
 	struct analysis_site *site = &a->sites[index];
 	struct site_layers layers;
@@ -155,22 +244,30 @@ analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
 	stats = analysis_stats(a, site, analysis_site_dim(a, site->kind), err);
 	if (stats == NULL)
 		return -1;
-	if (transform_build(spec, stats, &layers, &t, err) != 0)
+	if (analysis_take_transform(a, site, spec, stats, &layers, &t, err) != 0)
 		return -1;
-	/* The worker and a comparison may evaluate one site at once. Each works on its own
-	 * copy of the invariants, and whichever copy is stored last is as valid as the other. */
+	/* The worker and a comparison may evaluate one site at once. The first takes the
+	 * kept outputs, and the other computes its own. Whichever copy is stored last is as
+	 * valid as the other. */
 	pthread_mutex_lock(&a->lock);
 	invariants = site->invariants;
+	for (int l = 0; l < SITE_LAYERS_MAX; l++)
+		site->invariants.output[l] = NULL;
+	site->invariants.output_tokens = 0;
 	pthread_mutex_unlock(&a->lock);
 	engine_options_default(&options);
 	options.invariants = &invariants;
+	options.measure_parts = parts;
 	rc = engine_evaluate_transform(stats, &layers, &t, qc, &options, out, err);
-	transform_free(&t);
+	pthread_mutex_lock(&a->lock);
+	engine_invariants_release(&site->invariants);
+	site->invariants = invariants;
+	site->last_used = ++a->tick;
+	analysis_keep_transform(a, site, &t);
+	analysis_trim_caches(a, index);
+	pthread_mutex_unlock(&a->lock);
 	if (rc != 0)
 		return -1;
-	pthread_mutex_lock(&a->lock);
-	site->invariants = invariants;
-	pthread_mutex_unlock(&a->lock);
 	if (a->stats_fn == NULL)
 		out->flags |= ANALYSIS_NO_CALIBRATION;
 	return 0;
@@ -185,13 +282,15 @@ analysis_evaluate_with(struct analysis *a, int index, const struct transform_spe
 	pthread_mutex_lock(&a->lock);
 	qc = a->quant;
 	pthread_mutex_unlock(&a->lock);
-	return analysis_run(a, index, spec, &qc, out, err);
+	return analysis_run(a, index, spec, &qc, true, out, err);
 }
 
 /* Computes a site from a snapshot of its settings and stores the result only if
- * nothing changed meanwhile. */
+ * nothing changed meanwhile. A refinement recomputes a finished site with every
+ * measured SQNR and leaves it shown as finished while it runs. */
 static int
-analysis_compute_locked_snapshot(struct analysis *a, int index, struct error *err)
+analysis_compute_snapshot(struct analysis *a, int index, bool parts, bool refine,
+			  struct error *err)
 {
 	struct analysis_site *site = &a->sites[index];
 	struct transform_spec spec;
@@ -204,11 +303,12 @@ analysis_compute_locked_snapshot(struct analysis *a, int index, struct error *er
 	spec = site->spec;
 	qc = a->quant;
 	version = site->version;
-	site->state = ANALYSIS_RUNNING;
+	if (!refine)
+		site->state = ANALYSIS_RUNNING;
 	pthread_mutex_unlock(&a->lock);
 
 	error_clear(err);
-	rc = analysis_run(a, index, &spec, &qc, &result, err);
+	rc = analysis_run(a, index, &spec, &qc, parts, &result, err);
 
 	pthread_mutex_lock(&a->lock);
 	if (site->version == version) {
@@ -220,7 +320,7 @@ analysis_compute_locked_snapshot(struct analysis *a, int index, struct error *er
 			site->state = ANALYSIS_FAILED;
 		}
 		a->completed++;
-	} else {
+	} else if (!refine) {
 		site->state = ANALYSIS_STALE;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -230,7 +330,7 @@ analysis_compute_locked_snapshot(struct analysis *a, int index, struct error *er
 int
 analysis_compute(struct analysis *a, int index, struct error *err)
 {
-	return analysis_compute_locked_snapshot(a, index, err);
+	return analysis_compute_snapshot(a, index, true, false, err);
 }
 
 int
@@ -295,17 +395,27 @@ analysis_worker_main(void *arg)
 	pthread_mutex_lock(&a->lock);
 	while (!a->stopping) {
 		int next = -1;
+		bool refine = false;
 
 		for (int i = 0; i < a->n_sites && next < 0; i++) {
 			if (a->sites[i].state == ANALYSIS_STALE)
 				next = i;
+		}
+		/* Stale sites first get the numbers the table shows; the measured parts
+		 * follow once every site has them. */
+		for (int i = 0; i < a->n_sites && next < 0; i++) {
+			const struct analysis_site *s = &a->sites[i];
+
+			if (s->state == ANALYSIS_DONE && (s->result.flags & METRICS_FLAG_PARTS_SKIPPED))
+				next = i;
+			refine = next >= 0;
 		}
 		if (next < 0) {
 			pthread_cond_wait(&a->wake, &a->lock);
 			continue;
 		}
 		pthread_mutex_unlock(&a->lock);
-		if (analysis_compute_locked_snapshot(a, next, &err) != 0)
+		if (analysis_compute_snapshot(a, next, refine, refine, &err) != 0)
 			log_warn("site %d: %s", next, err.message);
 		pthread_mutex_lock(&a->lock);
 	}

@@ -26,7 +26,31 @@ engine_options_default(struct engine_options *opt)
 {
 	opt->full_limit = METRICS_FULL_LIMIT_DEFAULT;
 	opt->best_block = 0;
+	opt->measure_parts = true;
 	opt->invariants = NULL;
+}
+
+void
+engine_invariants_release(struct engine_invariants *inv)
+{
+	for (int l = 0; l < SITE_LAYERS_MAX; l++) {
+		free(inv->output[l]);
+		inv->output[l] = NULL;
+		inv->output_rows[l] = 0;
+		inv->output_power[l] = 0;
+	}
+	inv->output_tokens = 0;
+}
+
+size_t
+engine_invariants_bytes(const struct engine_invariants *inv)
+{
+	size_t total = 0;
+
+	for (int l = 0; l < SITE_LAYERS_MAX; l++)
+		if (inv->output[l] != NULL)
+			total += (size_t)inv->output_tokens * inv->output_rows[l] * sizeof(float);
+	return total;
 }
 
 /* 10 log10(signal / noise); NaN when there is no signal or the noise is unknown (NaN),
@@ -65,14 +89,17 @@ parallel_db(double a_db, double b_db)
 static float
 row_range(const float *v, int n, enum quant_mode mode)
 {
-	float lo = v[0], hi = v[0], amax = 0;
+	float lo = v[0], hi = v[0];
 
-	for (int i = 0; i < n; i++) {
-		lo = fminf(lo, v[i]);
-		hi = fmaxf(hi, v[i]);
-		amax = fmaxf(amax, fabsf(v[i]));
+	/* Callers pass finite values only, so plain comparisons are exact and, unlike
+	 * fminf and fmaxf, compile to vector instructions. */
+	for (int i = 1; i < n; i++) {
+		lo = v[i] < lo ? v[i] : lo;
+		hi = v[i] > hi ? v[i] : hi;
 	}
-	return mode == QUANT_SYMMETRIC ? 2 * amax : hi - lo;
+	if (mode == QUANT_SYMMETRIC)
+		return 2 * (hi > -lo ? hi : -lo);
+	return hi - lo;
 }
 
 /* tr(W^T W S) = sum_ij (W^T W)_ij S_ij over column-block pairs, using symmetry, so that
@@ -195,21 +222,73 @@ engine_quantize_weights(float *w, int rows, int dim, const float *sigma_t,
 /* Working state of one evaluation. */
 struct evaluation {
 	const struct site_stats *stats;
+	const struct site_layers *layers;
 	struct engine_invariants *invariants; /* NULL, or reused and filled */
 	const struct transform *t;
 	const struct quant_config *qc;
+	bool parts;            /* measure weight-only and activation-only noise too */
 	int d;
 	unsigned flags;
 	float *sx_t;           /* T Sx T^T, only for clip search and GPTQ */
 	double *diag_t;        /* d: the diagonal of T Sx T^T */
 	double trace_x, trace_xt;
 	double c_x;            /* C(T x), NaN without a sample */
+	float *x;              /* finite sample tokens before the transform, only while
+				* some layer's outputs Y are not kept */
 	float *xt, *xq;        /* transformed sample and its quantized copy, n x d */
+	float *dx;             /* xt - xq, only when measuring the parts */
 	int n;
+	bool outputs_ready;    /* the invariants keep Y of every layer for this sample */
 	double *act_var;       /* d: E[Delta_g(i)^2] / 12 over tokens */
-	float *clean[SITE_LAYERS_MAX];
+	float *clean[SITE_LAYERS_MAX]; /* weights with non-finite values as 0, on demand */
+	float *output[SITE_LAYERS_MAX]; /* Y when not kept in the invariants */
 	int rows[SITE_LAYERS_MAX];
 };
+
+/* Copies n weights, replacing NaN and Inf by 0 so that one bad value does not hide the
+ * rest. Returns METRICS_FLAG_NONFINITE_WEIGHT if it replaced any. */
+static unsigned
+copy_finite(const float *w, size_t n, float *out)
+{
+	unsigned flags = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		out[i] = w[i];
+		if (!isfinite(out[i])) {
+			out[i] = 0;
+			flags = METRICS_FLAG_NONFINITE_WEIGHT;
+		}
+	}
+	return flags;
+}
+
+static const float *
+clean_weights(struct evaluation *ev, int l)
+{
+	const struct site_layer *layer = &ev->layers->layer[l];
+
+	if (ev->clean[l] == NULL) {
+		size_t size = (size_t)layer->rows * ev->d;
+
+		ev->clean[l] = alloc_array(size, sizeof(*ev->clean[l]));
+		copy_finite(layer->weight, size, ev->clean[l]);
+	}
+	return ev->clean[l];
+}
+
+/* True when the invariants keep the outputs of every layer for this sample. */
+static bool
+outputs_kept(const struct evaluation *ev)
+{
+	const struct engine_invariants *inv = ev->invariants;
+
+	if (inv == NULL || !inv->has_signal || inv->output_tokens != ev->n)
+		return false;
+	for (int l = 0; l < ev->layers->count; l++)
+		if (inv->output[l] == NULL || inv->output_rows[l] != ev->layers->layer[l].rows)
+			return false;
+	return true;
+}
 
 /* Copies the finite sample tokens, transforms and quantizes them, and derives C(T x)
  * and the activation noise per channel. */
@@ -256,6 +335,15 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 	}
 	if (n < FEW_TOKENS)
 		ev->flags |= METRICS_FLAG_FEW_TOKENS;
+	ev->outputs_ready = outputs_kept(ev);
+	if (!ev->outputs_ready) {
+		if (ev->invariants != NULL) {
+			engine_invariants_release(ev->invariants);
+			ev->invariants->output_tokens = n;
+		}
+		ev->x = alloc_array((size_t)n * d, sizeof(float));
+		memcpy(ev->x, ev->xt, sizeof(float) * n * d);
+	}
 	transform_apply_activations(ev->t, ev->xt, n);
 
 	for (int tok = 0; tok < n; tok++) {
@@ -291,46 +379,88 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 	ev->xq = alloc_array((size_t)n * d, sizeof(float));
 	memcpy(ev->xq, ev->xt, sizeof(float) * n * d);
 	quant_fake_rows(ev->xq, n, d, d, ap, NULL);
+	if (ev->parts) {
+		ev->dx = alloc_array((size_t)n * d, sizeof(float));
+		for (int64_t i = 0; i < (int64_t)n * d; i++)
+			ev->dx[i] = ev->xt[i] - ev->xq[i];
+	}
 }
 
-/* Sums of squared outputs and errors over the sample: signal, weight-only,
- * activation-only and both. */
+static double
+sum_squares(const float *v, int64_t n)
+{
+	double total = 0;
+
+	for (int64_t i = 0; i < n; i++)
+		total += (double)v[i] * v[i];
+	return total;
+}
+
+/* Y = X W^T of the layer on the untransformed sample, and ||Y||^2; kept in the
+ * invariants when there are some. w is the layer with non-finite weights as 0. */
+static const float *
+layer_outputs(struct evaluation *ev, int l, const float *w, int rows, double *power)
+{
+	struct engine_invariants *inv = ev->invariants;
+	float *y;
+
+	if (ev->outputs_ready) {
+		*power = inv->output_power[l];
+		return inv->output[l];
+	}
+	y = alloc_array((size_t)ev->n * rows, sizeof(*y));
+	linalg_sgemm(false, true, ev->n, rows, ev->d, 1.0f, ev->x, ev->d, w, ev->d, 0.0f, y, rows);
+	*power = sum_squares(y, (int64_t)ev->n * rows);
+	if (inv != NULL) {
+		free(inv->output[l]);
+		inv->output[l] = y;
+		inv->output_rows[l] = rows;
+		inv->output_power[l] = *power;
+	} else {
+		ev->output[l] = y;
+	}
+	return y;
+}
+
+/* Squared errors over the sample: [1] weight-only, [2] activation-only and [3] both,
+ * with [0] the signal ||Y||^2. Both quantized is Y - Q(X') Q(W')^T, one product
+ * because Y = X W^T = X' W'^T does not depend on the transform. Without the parts
+ * [1] and [2] are NaN. */
 static void
-measure_layer(const struct evaluation *ev, const float *wt, const float *q, int rows,
-	      double sums[4])
+measure_layer(const struct evaluation *ev, const float *y, double power, const float *wt,
+	      const float *q, int rows, double sums[4])
 {
 	int d = ev->d;
-	float *wq = alloc_array((size_t)2 * rows * d, sizeof(*wq));
-	float *ya = alloc_array((size_t)MEASURE_CHUNK * 2 * rows, sizeof(*ya));
-	float *yb = alloc_array((size_t)MEASURE_CHUNK * 2 * rows, sizeof(*yb));
+	float *e = alloc_array((size_t)MEASURE_CHUNK * rows, sizeof(*e));
+	float *dw = NULL;
 
-	/* One product against [W'; Q(W')] gives both weight versions for a token. */
-	memcpy(wq, wt, sizeof(*wq) * rows * d);
-	memcpy(wq + (int64_t)rows * d, q, sizeof(*wq) * rows * d);
-	memset(sums, 0, 4 * sizeof(*sums));
+	sums[0] = power;
+	sums[1] = sums[2] = ev->parts ? 0 : NAN;
+	sums[3] = 0;
+	if (ev->parts) {
+		dw = alloc_array((size_t)rows * d, sizeof(*dw));
+		for (int64_t i = 0; i < (int64_t)rows * d; i++)
+			dw[i] = wt[i] - q[i];
+	}
 	for (int t0 = 0; t0 < ev->n; t0 += MEASURE_CHUNK) {
 		int nt = t0 + MEASURE_CHUNK <= ev->n ? MEASURE_CHUNK : ev->n - t0;
+		int64_t size = (int64_t)nt * rows;
 
-		linalg_sgemm(false, true, nt, 2 * rows, d, 1.0f, ev->xt + (int64_t)t0 * d, d, wq, d,
-			     0.0f, ya, 2 * rows);
-		linalg_sgemm(false, true, nt, 2 * rows, d, 1.0f, ev->xq + (int64_t)t0 * d, d, wq, d,
-			     0.0f, yb, 2 * rows);
-		for (int64_t tok = 0; tok < nt; tok++)
-			for (int r = 0; r < rows; r++) {
-				double y = ya[tok * 2 * rows + r];
-				double y_w = ya[tok * 2 * rows + rows + r];
-				double y_x = yb[tok * 2 * rows + r];
-				double y_b = yb[tok * 2 * rows + rows + r];
-
-				sums[0] += y * y;
-				sums[1] += (y - y_w) * (y - y_w);
-				sums[2] += (y - y_x) * (y - y_x);
-				sums[3] += (y - y_b) * (y - y_b);
-			}
+		memcpy(e, y + (int64_t)t0 * rows, sizeof(*e) * size);
+		linalg_sgemm(false, true, nt, rows, d, -1.0f, ev->xq + (int64_t)t0 * d, d, q, d,
+			     1.0f, e, rows);
+		sums[3] += sum_squares(e, size);
+		if (!ev->parts)
+			continue;
+		linalg_sgemm(false, true, nt, rows, d, 1.0f, ev->xt + (int64_t)t0 * d, d, dw, d,
+			     0.0f, e, rows);
+		sums[1] += sum_squares(e, size);
+		linalg_sgemm(false, true, nt, rows, d, 1.0f, ev->dx + (int64_t)t0 * d, d, wt, d,
+			     0.0f, e, rows);
+		sums[2] += sum_squares(e, size);
 	}
-	free(wq);
-	free(ya);
-	free(yb);
+	free(dw);
+	free(e);
 }
 
 /* Predicted weight noise sum_r sum_i Delta_{r,g(i)}^2 / 12 * (T Sx T^T)_ii. */
@@ -370,42 +500,42 @@ evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
 	const struct quant_config *qc = ev->qc;
 	int d = ev->d, rows = layer->rows;
 	size_t size = (size_t)rows * d;
-	float *w = alloc_array(size, sizeof(*w));
-	float *wt, *q, *row_clip = NULL;
+	struct engine_invariants *inv = ev->invariants;
+	float *wt = alloc_array(size, sizeof(*wt));
+	float *q, *row_clip = NULL;
+	const float *y = NULL;
 	double frob = 0, frob_t = 0, range_sq = 0, noise_w, noise_x = 0, meas[4] = { 0 };
+	double power = 0;
 	unsigned qflags = 0;
 
-	/* Non-finite weights count as zero so that one bad value does not hide the rest. */
-	for (size_t i = 0; i < size; i++) {
-		w[i] = layer->weight[i];
-		if (!isfinite(w[i])) {
-			w[i] = 0;
-			lr->flags |= METRICS_FLAG_NONFINITE_WEIGHT;
-		}
-	}
-	for (int64_t r = 0; r < rows; r++) {
-		double row_norm = 0;
-
-		for (int i = 0; i < d; i++)
-			row_norm += (double)w[r * d + i] * w[r * d + i];
-		if (row_norm == 0)
-			lr->flags |= METRICS_FLAG_ZERO_ROW;
-		frob += row_norm;
-	}
-	ev->clean[l] = w;
+	lr->flags |= copy_finite(layer->weight, size, wt);
 	ev->rows[l] = rows;
 	lr->name = layer->name;
 	lr->rows = rows;
-	if (ev->invariants != NULL && ev->invariants->has_signal) {
-		lr->signal = ev->invariants->signal[l];
+	if (inv != NULL && inv->has_signal) {
+		lr->signal = inv->signal[l];
+		frob = inv->frobenius[l];
+		lr->flags |= inv->layer_flags[l];
 	} else {
-		lr->signal = trace_gram_product(w, rows, d, ev->stats->second_moment);
-		if (ev->invariants != NULL)
-			ev->invariants->signal[l] = lr->signal;
-	}
+		for (int64_t r = 0; r < rows; r++) {
+			double row_norm = sum_squares(wt + r * d, d);
 
-	wt = alloc_array(size, sizeof(*wt));
-	memcpy(wt, w, size * sizeof(*wt));
+			if (row_norm == 0)
+				lr->flags |= METRICS_FLAG_ZERO_ROW;
+			frob += row_norm;
+		}
+		lr->signal = trace_gram_product(wt, rows, d, ev->stats->second_moment);
+		if (inv != NULL) {
+			inv->signal[l] = lr->signal;
+			inv->frobenius[l] = frob;
+			inv->layer_flags[l] = lr->flags;
+		}
+	}
+	/* Y comes from the weights before the transform, so it is taken before wt is
+	 * transformed in place. */
+	if (ev->n > 0)
+		y = layer_outputs(ev, l, wt, rows, &power);
+
 	transform_apply_weights(ev->t, wt, rows);
 	memset(col_norm, 0, sizeof(*col_norm) * d);
 	for (int64_t r = 0; r < rows; r++) {
@@ -466,7 +596,7 @@ evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
 	lr->factorised.total_db = parallel_db(lr->factorised.weight_db, lr->factorised.act_db);
 
 	if (ev->n > 0)
-		measure_layer(ev, wt, q, rows, meas);
+		measure_layer(ev, y, power, wt, q, rows, meas);
 	lr->measured.weight_db = ev->n > 0 ? ratio_db(meas[0], meas[1]) : NAN;
 	lr->measured.act_db = ev->n > 0 ? ratio_db(meas[0], meas[2]) : NAN;
 	lr->measured.total_db = ev->n > 0 ? ratio_db(meas[0], meas[3]) : NAN;
@@ -496,20 +626,9 @@ best_alignments(struct evaluation *ev, const struct engine_options *opt, int n_l
 		double signal, struct site_result *out)
 {
 	int d = ev->d, k = opt->best_block;
-	double *sw_diag = alloc_zeroed(d, sizeof(*sw_diag));
+	const float *clean[SITE_LAYERS_MAX];
+	double *sw_diag;
 	double sum = 0, roots = 0;
-	int total_rows = 0;
-
-	for (int l = 0; l < n_layers; l++) {
-		total_rows += ev->rows[l];
-		for (int64_t r = 0; r < ev->rows[l]; r++)
-			for (int i = 0; i < d; i++)
-				sw_diag[i] += (double)ev->clean[l][r * d + i] * ev->clean[l][r * d + i];
-	}
-	for (int i = 0; i < d; i++)
-		sum += sqrt(sw_diag[i] * ev->stats->second_moment[(int64_t)i * d + i]);
-	out->best_1 = sum > 0 ? signal / (sum * sum) : NAN;
-	free(sw_diag);
 
 	if (k <= 0)
 		k = ev->t->spec.kind == TRANSFORM_CAT && ev->t->dense_block > 1
@@ -517,25 +636,37 @@ best_alignments(struct evaluation *ev, const struct engine_options *opt, int n_l
 	if (k > d)
 		k = d;
 	out->best_block = k;
+	if (d > opt->full_limit)
+		ev->flags |= METRICS_FLAG_FULL_SKIPPED;
 	if (ev->invariants != NULL && ev->invariants->best_block == k &&
 	    ev->invariants->full_limit == opt->full_limit) {
+		out->best_1 = ev->invariants->best_1;
 		out->best_k = ev->invariants->best_k;
 		out->best_full = ev->invariants->best_full;
-		if (d > opt->full_limit)
-			ev->flags |= METRICS_FLAG_FULL_SKIPPED;
 		return;
 	}
+
+	sw_diag = alloc_zeroed(d, sizeof(*sw_diag));
+	for (int l = 0; l < n_layers; l++) {
+		clean[l] = clean_weights(ev, l);
+		for (int64_t r = 0; r < ev->rows[l]; r++)
+			for (int i = 0; i < d; i++)
+				sw_diag[i] += (double)clean[l][r * d + i] * clean[l][r * d + i];
+	}
+	for (int i = 0; i < d; i++)
+		sum += sqrt(sw_diag[i] * ev->stats->second_moment[(int64_t)i * d + i]);
+	out->best_1 = sum > 0 ? signal / (sum * sum) : NAN;
+	free(sw_diag);
+
 	for (int start = 0; start < d; start += k)
-		roots += trace_root((const float *const *)ev->clean, ev->rows, n_layers, d,
-				    ev->stats->second_moment, start, start + k <= d ? k : d - start);
+		roots += trace_root(clean, ev->rows, n_layers, d, ev->stats->second_moment, start,
+				    start + k <= d ? k : d - start);
 	out->best_k = roots > 0 ? signal / (roots * roots) : NAN;
 
 	if (d > opt->full_limit) {
 		out->best_full = NAN;
-		ev->flags |= METRICS_FLAG_FULL_SKIPPED;
 	} else {
-		roots = trace_root((const float *const *)ev->clean, ev->rows, n_layers, d,
-				   ev->stats->second_moment, 0, d);
+		roots = trace_root(clean, ev->rows, n_layers, d, ev->stats->second_moment, 0, d);
 		out->best_full = roots > 0 ? signal / (roots * roots) : NAN;
 	}
 	if (ev->invariants != NULL) {
@@ -580,9 +711,13 @@ evaluation_free(struct evaluation *ev)
 	free(ev->diag_t);
 	free(ev->xt);
 	free(ev->xq);
+	free(ev->x);
+	free(ev->dx);
 	free(ev->act_var);
-	for (int l = 0; l < SITE_LAYERS_MAX; l++)
+	for (int l = 0; l < SITE_LAYERS_MAX; l++) {
 		free(ev->clean[l]);
+		free(ev->output[l]);
+	}
 }
 
 int
@@ -592,7 +727,8 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 			  struct error *err)
 {
 	struct engine_options defaults;
-	struct evaluation ev = { .stats = stats, .t = t, .qc = qc, .d = stats->dim };
+	struct evaluation ev = { .stats = stats, .layers = layers, .t = t, .qc = qc,
+				 .d = stats->dim };
 
 	double sums[SITE_SUMS] = { 0 };
 	double *col_norm;
@@ -603,6 +739,9 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 		opt = &defaults;
 	}
 	ev.invariants = opt->invariants;
+	ev.parts = opt->measure_parts;
+	if (ev.invariants != NULL && !ev.invariants->has_signal)
+		engine_invariants_release(ev.invariants);
 	memset(out, 0, sizeof(*out));
 	out->dim = d;
 	if (stats->second_moment == NULL)
@@ -688,10 +827,13 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 						      out->alignment);
 		}
 	}
+	if (!ev.parts && ev.n > 0)
+		ev.flags |= METRICS_FLAG_PARTS_SKIPPED;
 	out->flags = ev.flags;
 	/* A missing sample is expected without calibration, and the flag in the result
 	 * records it, so it is not worth a warning per site. */
-	warn_flags(ev.flags & ~(METRICS_FLAG_FULL_SKIPPED | METRICS_FLAG_NO_SAMPLE), layers, d);
+	warn_flags(ev.flags & ~(METRICS_FLAG_FULL_SKIPPED | METRICS_FLAG_NO_SAMPLE |
+				METRICS_FLAG_PARTS_SKIPPED), layers, d);
 	rc = 0;
 out:
 	evaluation_free(&ev);

@@ -42,6 +42,18 @@ block_count(int dim, int k)
 	return (dim + k - 1) / k;
 }
 
+size_t
+transform_heap_bytes(const struct transform *t)
+{
+	size_t bytes = t->scale != NULL ? (size_t)t->dim * sizeof(float) : 0;
+
+	if (t->dense != NULL)
+		bytes += 2 * sizeof(float) *
+			 (size_t)block_storage_offset(t->dim, t->dense_block,
+						      block_count(t->dim, t->dense_block));
+	return bytes;
+}
+
 void
 transform_free(struct transform *t)
 {
@@ -350,16 +362,21 @@ transform_apply_weights(const struct transform *t, float *w, int64_t rows)
 		apply_hadamard(t, w, rows);
 }
 
+/* In place, in tiles so that both the rows and the columns read stay in cache. */
 static void
 transpose_square(float *a, int n)
 {
-	for (int64_t i = 0; i < n; i++)
-		for (int64_t j = i + 1; j < n; j++) {
-			float v = a[i * n + j];
+	enum { TILE = 32 };
 
-			a[i * n + j] = a[j * n + i];
-			a[j * n + i] = v;
-		}
+	for (int64_t i0 = 0; i0 < n; i0 += TILE)
+		for (int64_t j0 = i0; j0 < n; j0 += TILE)
+			for (int64_t i = i0; i < i0 + TILE && i < n; i++)
+				for (int64_t j = j0 > i + 1 ? j0 : i + 1; j < j0 + TILE && j < n; j++) {
+					float v = a[i * n + j];
+
+					a[i * n + j] = a[j * n + i];
+					a[j * n + i] = v;
+				}
 }
 
 void

@@ -120,6 +120,23 @@ transform_spec_format(const struct transform_spec *spec, char *buf, int size)
 	}
 }
 
+bool
+transform_spec_equal(const struct transform_spec *x, const struct transform_spec *y)
+{
+	char tx[64], ty[64];
+
+	transform_spec_format(x, tx, sizeof(tx));
+	transform_spec_format(y, ty, sizeof(ty));
+	if (strcmp(tx, ty) != 0)
+		return false;
+	/* The canonical string rounds alpha and leaves out the ridge. */
+	if (x->kind == TRANSFORM_SMOOTH)
+		return x->alpha == y->alpha;
+	if (x->kind == TRANSFORM_CAT)
+		return x->ridge == y->ridge;
+	return true;
+}
+
 int
 transform_block_size(const struct transform_spec *spec, int dim)
 {

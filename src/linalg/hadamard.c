@@ -55,28 +55,34 @@ dct_matrix(int q)
 	return c;
 }
 
-/* Butterflies on contiguous q-vectors: x viewed as p x q, Hadamard along p. */
+/* Butterflies on contiguous q-vectors: x viewed as p x q, Hadamard along p. For one
+ * (i, h) the pairs (j, j + h), j in [i, i + h), cover the contiguous ranges
+ * [i q, (i + h) q) and the same shifted by h q, so the loop runs over plain
+ * contiguous floats and vectorizes for any q. */
 static void
 fwht_strided(float *x, int p, int q)
 {
 	float norm = 1.0f / sqrtf((float)p);
 
-	for (int h = 1; h < p; h *= 2)
-		for (int i = 0; i < p; i += 2 * h)
-			for (int j = i; j < i + h; j++) {
-				float *u = x + (int64_t)j * q, *v = x + (int64_t)(j + h) * q;
+	for (int64_t h = 1; h < p; h *= 2)
+		for (int64_t i = 0; i < p; i += 2 * h) {
+			float *restrict u = x + i * q;
+			float *restrict v = x + (i + h) * q;
 
-				for (int l = 0; l < q; l++) {
-					float a = u[l], b = v[l];
+			for (int64_t e = 0; e < h * q; e++) {
+				float a = u[e], b = v[e];
 
-					u[l] = a + b;
-					v[l] = a - b;
-				}
+				u[e] = a + b;
+				v[e] = a - b;
 			}
+		}
 	if (p > 1)
 		for (int64_t i = 0; i < (int64_t)p * q; i++)
 			x[i] *= norm;
 }
+
+/* Rows copied aside per batch for the DCT products. */
+#define HADAMARD_BATCH_ROWS 64
 
 void
 linalg_hadamard_rows(float *x, int rows, int ld, int width, bool transpose)
@@ -87,28 +93,23 @@ linalg_hadamard_rows(float *x, int rows, int ld, int width, bool transpose)
 
 	if (q > 1) {
 		c = dct_matrix(q);
-		seg = alloc_array(q, sizeof(*seg));
+		seg = alloc_array((size_t)HADAMARD_BATCH_ROWS * width, sizeof(*seg));
 	}
-	for (int r = 0; r < rows; r++) {
-		float *row = x + (int64_t)r * ld;
+	for (int r0 = 0; r0 < rows; r0 += HADAMARD_BATCH_ROWS) {
+		int nr = rows - r0 < HADAMARD_BATCH_ROWS ? rows - r0 : HADAMARD_BATCH_ROWS;
 
 		if (q > 1) {
-			/* Each q-segment: y = C s, or C^T s for the transpose. */
-			for (int b = 0; b < p; b++) {
-				float *s = row + (int64_t)b * q;
-
-				memcpy(seg, s, sizeof(*seg) * q);
-				for (int k = 0; k < q; k++) {
-					float sum = 0;
-
-					for (int n = 0; n < q; n++)
-						sum += (transpose ? c[(int64_t)n * q + k]
-								  : c[(int64_t)k * q + n]) * seg[n];
-					s[k] = sum;
-				}
-			}
+			/* Every q-segment s of a row becomes C s (or C^T s): the row's
+			 * segments as the rows of a p x q matrix S give S C^T (or S C). */
+			for (int r = 0; r < nr; r++)
+				memcpy(seg + (int64_t)r * width, x + (int64_t)(r0 + r) * ld,
+				       sizeof(*seg) * width);
+			for (int r = 0; r < nr; r++)
+				linalg_sgemm(false, !transpose, p, q, q, 1.0f, seg + (int64_t)r * width,
+					     q, c, q, 0.0f, x + (int64_t)(r0 + r) * ld, q);
 		}
-		fwht_strided(row, p, q);
+		for (int r = 0; r < nr; r++)
+			fwht_strided(x + (int64_t)(r0 + r) * ld, p, q);
 	}
 	free(c);
 	free(seg);

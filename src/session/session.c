@@ -319,18 +319,6 @@ session_state_free(struct session_state *st)
 	st->n_sites = 0;
 }
 
-/* Specs are equal when their canonical strings are: a parsed "none" and a zeroed one
- * differ only in fields that kind does not use. */
-static bool
-spec_equal(const struct transform_spec *x, const struct transform_spec *y)
-{
-	char tx[64], ty[64];
-
-	transform_spec_format(x, tx, sizeof(tx));
-	transform_spec_format(y, ty, sizeof(ty));
-	return strcmp(tx, ty) == 0;
-}
-
 static bool
 quant_equal(const struct quant_config *x, const struct quant_config *y)
 {
@@ -387,7 +375,7 @@ state_set(struct analysis *a, const struct session_state *st)
 		pthread_mutex_lock(&a->lock);
 		spec = a->sites[i].spec;
 		pthread_mutex_unlock(&a->lock);
-		if (!spec_equal(&spec, &st->specs[i]))
+		if (!transform_spec_equal(&spec, &st->specs[i]))
 			analysis_set_transform(a, i, &st->specs[i]);
 	}
 }
@@ -497,7 +485,7 @@ session_state_differs(const struct session *s, struct analysis *a, struct error 
 			       session_label(s), text, other);
 	}
 	for (int i = 0; i < a->n_sites && rc == 0; i++) {
-		if (!spec_equal(&want.specs[i], &have.specs[i])) {
+		if (!transform_spec_equal(&want.specs[i], &have.specs[i])) {
 			char other[64];
 
 			session_site_name(a, i, name);

@@ -96,9 +96,15 @@ draw_factors(struct tui *t, int y, const struct tui_row *r, const struct quant_c
 		attrset(A_NORMAL);
 	}
 	if (y < max_y) {
+		const char *note = "";
+
+		if (s->flags & METRICS_FLAG_NO_SAMPLE)
+			note = "   (no sample: needs calibration)";
+		else if (s->flags & METRICS_FLAG_PARTS_SKIPPED)
+			note = "   (W-only, X-only: computing)";
 		snprintf(line, sizeof(line), " measured       %s %s %s%s", db_text(s->measured.total_db, 8, b[0], 16),
 			 db_text(s->measured.weight_db, 8, b[1], 16), db_text(s->measured.act_db, 8, b[2], 16),
-			 s->flags & METRICS_FLAG_NO_SAMPLE ? "   (no sample: needs calibration)" : "");
+			 note);
 		mvaddnstr(y++, 0, line, t->cols);
 	}
 	if (y < max_y) {

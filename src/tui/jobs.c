@@ -14,13 +14,6 @@
 #include "catscope/simulate.h"
 #include "tui_impl.h"
 
-static bool
-spec_equal(const struct transform_spec *x, const struct transform_spec *y)
-{
-	return x->kind == y->kind && x->block == y->block && x->alpha == y->alpha &&
-	       x->seed == y->seed && x->ridge == y->ridge;
-}
-
 /* Copies every site's transform and the quantizer of a. */
 static void
 settings_copy(struct analysis *a, struct transform_spec *specs, struct quant_config *quant)
@@ -42,7 +35,7 @@ settings_current(struct analysis *a, const struct transform_spec *specs,
 	pthread_mutex_lock(&a->lock);
 	same = memcmp(&a->quant, quant, sizeof(*quant)) == 0;
 	for (int i = 0; same && i < a->n_sites; i++)
-		same = spec_equal(&a->sites[i].spec, &specs[i]);
+		same = transform_spec_equal(&a->sites[i].spec, &specs[i]);
 	pthread_mutex_unlock(&a->lock);
 	return same;
 }

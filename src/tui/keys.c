@@ -40,13 +40,6 @@ tui_undo_free(struct tui *t)
 	t->n_undo = 0;
 }
 
-static bool
-spec_equal(const struct transform_spec *x, const struct transform_spec *y)
-{
-	return x->kind == y->kind && x->block == y->block && x->alpha == y->alpha &&
-	       x->seed == y->seed && x->ridge == y->ridge;
-}
-
 static void
 undo_pop(struct tui *t)
 {
@@ -67,7 +60,7 @@ undo_pop(struct tui *t)
 		tui_compare_set_quant(t, &u->quant);
 	}
 	for (int i = 0; i < a->n_sites; i++) {
-		if (!spec_equal(&a->sites[i].spec, &u->specs[i]))
+		if (!transform_spec_equal(&a->sites[i].spec, &u->specs[i]))
 			analysis_set_transform(a, i, &u->specs[i]);
 	}
 	free(u->specs);
