@@ -559,8 +559,181 @@ invariants_reuse_matches_fresh(void **state)
 		assert_true(a.best_full == b.best_full);
 		assert_int_equal(a.best_block, b.best_block);
 		assert_true(a.measured.total_db == b.measured.total_db);
+		assert_true(a.measured.weight_db == b.measured.weight_db);
+		assert_true(a.measured.act_db == b.measured.act_db);
 		assert_true(a.predicted.total_db == b.predicted.total_db);
 	}
+	assert_true(engine_invariants_bytes(&invariants) > 0);
+	engine_invariants_release(&invariants);
+	fixture_free(&f);
+}
+
+/* Round-to-nearest of v (n values) in place on the documented grids, with the step
+ * and the division in float as a float implementation would do them. Symmetric: codes
+ * -2^(b-1) .. 2^(b-1) - 1 times Delta = 2 max|v| / (2^b - 1). Asymmetric: codes
+ * 0 .. 2^b - 1 minus an integer zero point z = round(-min / Delta), with
+ * Delta = (max - min) / (2^b - 1). */
+static void
+reference_rtn(float *v, int n, int bits, bool symmetric)
+{
+	float lo = v[0], hi = v[0], amax = 0, step, zero = 0;
+	float code_lo = symmetric ? -(float)(1 << (bits - 1)) : 0;
+	float code_hi = symmetric ? (float)((1 << (bits - 1)) - 1) : (float)((1 << bits) - 1);
+
+	for (int i = 0; i < n; i++) {
+		lo = fminf(lo, v[i]);
+		hi = fmaxf(hi, v[i]);
+		amax = fmaxf(amax, fabsf(v[i]));
+	}
+	step = symmetric ? 2 * amax / ((1 << bits) - 1) : (hi - lo) / ((1 << bits) - 1);
+	if (!(step > 0))
+		return;
+	if (!symmetric)
+		zero = nearbyintf(-lo / step);
+	for (int i = 0; i < n; i++) {
+		float code = nearbyintf(v[i] / step) + zero;
+
+		v[i] = (fminf(fmaxf(code, code_lo), code_hi) - zero) * step;
+	}
+}
+
+/* 10 log10 of the output power over the squared error of (wq, xq) against (w, x), by
+ * plain double loops over tokens (x is n x d, w rows x d, both after the transform). */
+static double
+reference_sqnr(const float *w, const float *wq, const float *x, const float *xq, int rows,
+	       int d, int n)
+{
+	double signal = 0, noise = 0;
+
+	for (int64_t t = 0; t < n; t++)
+		for (int64_t r = 0; r < rows; r++) {
+			double y = 0, yq = 0;
+
+			for (int i = 0; i < d; i++) {
+				y += (double)w[r * d + i] * x[t * d + i];
+				yq += (double)wq[r * d + i] * xq[t * d + i];
+			}
+			signal += y * y;
+			noise += (y - yq) * (y - yq);
+		}
+	return 10 * log10(signal / noise);
+}
+
+/* Evaluates spec and checks the measured SQNRs (total, weights only, activations only)
+ * against plain loops: W' = W T^T and x' = T x with T as a dense matrix (orthogonal
+ * transforms only), then the scalar RTN per row and per token. */
+static void
+check_measured_sqnr(const char *spec_text, enum quant_mode mode)
+{
+	static const int one_layer[] = { 40 };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res;
+	struct transform_spec spec;
+	struct transform t;
+	int d = 64, n = 200, rows = 40;
+	float *tm = alloc_array((size_t)d * d, sizeof(*tm));
+	float *w = alloc_array((size_t)rows * d, sizeof(*w));
+	float *wq = alloc_array((size_t)rows * d, sizeof(*wq));
+	float *x = alloc_array((size_t)n * d, sizeof(*x));
+	float *xq = alloc_array((size_t)n * d, sizeof(*xq));
+
+	fixture_init(&f, d, n, 1, one_layer, 20.0f, 21);
+	quant_config_default(&qc);
+	qc.weight.mode = qc.act.mode = mode;
+	evaluate(&f, spec_text, &qc, NULL, &res);
+
+	assert_int_equal(transform_spec_parse(spec_text, &spec, NULL), 0);
+	assert_int_equal(transform_build(&spec, &f.stats, &f.layers, &t, NULL), 0);
+	transform_dense_matrix(&t, tm);
+	transform_free(&t);
+	for (int64_t r = 0; r < rows; r++)
+		for (int64_t j = 0; j < d; j++) {
+			double sum = 0;
+
+			for (int i = 0; i < d; i++)
+				sum += (double)f.layers.layer[0].weight[r * d + i] * tm[j * d + i];
+			w[r * d + j] = (float)sum;
+		}
+	for (int64_t tok = 0; tok < n; tok++)
+		for (int64_t j = 0; j < d; j++) {
+			double sum = 0;
+
+			for (int i = 0; i < d; i++)
+				sum += (double)tm[j * d + i] * f.stats.sample[tok * d + i];
+			x[tok * d + j] = (float)sum;
+		}
+	memcpy(wq, w, sizeof(*w) * rows * d);
+	memcpy(xq, x, sizeof(*x) * n * d);
+	for (int r = 0; r < rows; r++)
+		reference_rtn(wq + (int64_t)r * d, d, 4, mode == QUANT_SYMMETRIC);
+	for (int tok = 0; tok < n; tok++)
+		reference_rtn(xq + (int64_t)tok * d, d, 4, mode == QUANT_SYMMETRIC);
+
+	assert_int_equal(res.tokens_used, n);
+	assert_false(res.flags & METRICS_FLAG_PARTS_SKIPPED);
+	rel_close(res.measured.total_db, reference_sqnr(w, wq, x, xq, rows, d, n), 1e-4,
+		  "measured total");
+	rel_close(res.measured.weight_db, reference_sqnr(w, wq, x, x, rows, d, n), 1e-4,
+		  "measured weights only");
+	rel_close(res.measured.act_db, reference_sqnr(w, w, x, xq, rows, d, n), 1e-4,
+		  "measured activations only");
+	free(tm);
+	free(w);
+	free(wq);
+	free(x);
+	free(xq);
+	fixture_free(&f);
+}
+
+/* The symmetric grid puts the largest magnitude exactly halfway between two codes, so
+ * a last-bit difference in W' (the fast Hadamard against a dense product) may round it
+ * either way. The symmetric case therefore runs without a transform, and the
+ * asymmetric grid, which has no such tie, checks the transformed path. */
+static void
+measured_sqnr_matches_loops(void **state)
+{
+	check_measured_sqnr("none", QUANT_SYMMETRIC);
+	check_measured_sqnr("none", QUANT_ASYMMETRIC);
+	check_measured_sqnr("hadamard", QUANT_ASYMMETRIC);
+	check_measured_sqnr("random:7", QUANT_ASYMMETRIC);
+}
+
+/* Skipping the parts leaves the total unchanged and says so in the flags. */
+static void
+skipped_parts_keep_total(void **state)
+{
+	static const char *const specs[] = { "none", "hadamard", "cat" };
+	struct fixture f;
+	struct quant_config qc;
+	struct engine_options with, without;
+	struct engine_invariants invariants = { 0 };
+
+	fixture_init(&f, 96, 300, 2, two_layers, 20.0f, 23);
+	quant_config_default(&qc);
+	engine_options_default(&with);
+	engine_options_default(&without);
+	without.measure_parts = false;
+	without.invariants = &invariants;
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct site_result a, b;
+
+		evaluate(&f, specs[i], &qc, &with, &a);
+		evaluate(&f, specs[i], &qc, &without, &b);
+		assert_true(b.flags & METRICS_FLAG_PARTS_SKIPPED);
+		assert_false(a.flags & METRICS_FLAG_PARTS_SKIPPED);
+		assert_true(isnan(b.measured.weight_db));
+		assert_true(isnan(b.measured.act_db));
+		assert_true(isfinite(a.measured.weight_db));
+		assert_true(a.measured.total_db == b.measured.total_db);
+		for (int l = 0; l < 2; l++)
+			assert_true(a.layer[l].measured.total_db == b.layer[l].measured.total_db);
+	}
+	assert_int_equal(invariants.output_tokens, 300);
+	assert_true(engine_invariants_bytes(&invariants) ==
+		    (size_t)300 * (two_layers[0] + two_layers[1]) * sizeof(float));
+	engine_invariants_release(&invariants);
+	assert_true(engine_invariants_bytes(&invariants) == 0);
 	fixture_free(&f);
 }
 
@@ -609,6 +782,8 @@ main(void)
 		cmocka_unit_test(degenerate_data_flagged),
 		cmocka_unit_test(full_optimum_skipped_above_limit),
 		cmocka_unit_test(invariants_reuse_matches_fresh),
+		cmocka_unit_test(measured_sqnr_matches_loops),
+		cmocka_unit_test(skipped_parts_keep_total),
 		cmocka_unit_test(no_sample_prediction_is_unknown),
 	};
 
