@@ -213,7 +213,8 @@ cat_full_reaches_best(void **state)
 	rel_close(res.alignment, ref, 1e-4, "A after CAT full");
 	assert_true(res.best_full >= res.best_k * (1 - 1e-9));
 	assert_true(res.best_k >= res.best_1 * (1 - 1e-9));
-	assert_true(res.headroom_db >= -1e-6);
+	/* A comes from float weights after the transform: a relative 2e-6 is rounding. */
+	assert_true(res.headroom_db >= -1e-5);
 	fixture_free(&f);
 }
 

@@ -128,39 +128,38 @@ linalg_geometric_mean(int n, const double *a, const double *b, double *sqrt_g,
 		      double *inv_sqrt_g, double *trace_root, struct error *err)
 {
 	size_t nn = (size_t)n * n;
-	double *v = alloc_array(nn, sizeof(*v));
+	double *l = alloc_array(nn, sizeof(*l));
+	double *m = alloc_array(nn, sizeof(*m));
+	double *g = alloc_array(nn, sizeof(*g));
 	double *w = alloc_array(n, sizeof(*w));
 	double *f = alloc_array(n, sizeof(*f));
-	double *a_half = alloc_array(nn, sizeof(*a_half));
-	double *a_inv_half = alloc_array(nn, sizeof(*a_inv_half));
-	double *tmp = alloc_array(nn, sizeof(*tmp));
-	double *c = alloc_array(nn, sizeof(*c));
+	lapack_int info;
 	int rc = -1;
 
-	/* A^{1/2} and A^{-1/2} from one eigendecomposition of A. */
-	memcpy(v, a, sizeof(*v) * nn);
-	if (linalg_sym_eig(n, v, w, true, err) < 0)
-		goto out;
-	if (w[0] <= 0) {
-		error_set(err, "geometric mean: first matrix is not positive definite "
-			       "(smallest eigenvalue %g); add a ridge", w[0]);
+	/* With A = L L^T and L^T B L = U Lambda U^T, G = L^-T U Lambda^1/2 U^T L^-1 solves
+	 * G A G = B and is positive definite, so it is A^-1 # B. This takes one Cholesky
+	 * factor and one eigendecomposition where the square roots of A would take two. */
+	memcpy(l, a, sizeof(*l) * nn);
+	info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, l, n);
+	if (info != 0) {
+		error_set(err, "geometric mean: first matrix is not positive definite (dpotrf "
+			       "info %d); add a ridge", (int)info);
 		goto out;
 	}
-	for (int i = 0; i < n; i++)
-		f[i] = sqrt(w[i]);
-	compose_eigen(n, v, f, a_half);
-	for (int i = 0; i < n; i++)
-		f[i] = 1.0 / sqrt(w[i]);
-	compose_eigen(n, v, f, a_inv_half);
-
-	/* C = (A^{1/2} B A^{1/2})^{1/2}; its trace is the block's optimal alignment term. */
-	linalg_dgemm(false, false, n, n, n, 1.0, a_half, n, b, n, 0.0, tmp, n);
-	linalg_dgemm(false, false, n, n, n, 1.0, tmp, n, a_half, n, 0.0, c, n);
+	for (int64_t i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			l[i * n + j] = 0;
+	memcpy(m, b, sizeof(*m) * nn);
+	cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, n, n, 1.0,
+		    l, n, m, n);
+	cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n, n, 1.0, l,
+		    n, m, n);
 	for (int64_t i = 0; i < n; i++)
 		for (int j = 0; j < i; j++)
-			c[i * n + j] = c[j * n + i] = 0.5 * (c[i * n + j] + c[j * n + i]);
-	if (linalg_sym_eig(n, c, w, true, err) < 0)
+			m[i * n + j] = m[j * n + i] = 0.5 * (m[i * n + j] + m[j * n + i]);
+	if (linalg_sym_eig(n, m, w, true, err) < 0)
 		goto out;
+	/* L^T B L is similar to A^1/2 B A^1/2, so their eigenvalues agree. */
 	if (trace_root != NULL) {
 		double sum = 0;
 
@@ -168,17 +167,15 @@ linalg_geometric_mean(int n, const double *a, const double *b, double *sqrt_g,
 			sum += sqrt(w[i] > 0 ? w[i] : 0);
 		*trace_root = sum;
 	}
-	for (int i = 0; i < n; i++)
-		f[i] = sqrt(w[i] > 0 ? w[i] : 0);
-	compose_eigen(n, c, f, tmp);
 
-	/* G = A^{-1/2} C A^{-1/2}, then its square root and inverse square root. */
-	linalg_dgemm(false, false, n, n, n, 1.0, a_inv_half, n, tmp, n, 0.0, c, n);
-	linalg_dgemm(false, false, n, n, n, 1.0, c, n, a_inv_half, n, 0.0, v, n);
+	/* P = L^-T U Lambda^1/4, then G = P P^T. */
 	for (int64_t i = 0; i < n; i++)
-		for (int j = 0; j < i; j++)
-			v[i * n + j] = v[j * n + i] = 0.5 * (v[i * n + j] + v[j * n + i]);
-	if (linalg_sym_eig(n, v, w, true, err) < 0)
+		for (int j = 0; j < n; j++)
+			m[i * n + j] *= sqrt(sqrt(w[j] > 0 ? w[j] : 0));
+	cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n, n, 1.0, l,
+		    n, m, n);
+	linalg_dsyrk_n(n, n, 1.0, m, n, 0.0, g, n);
+	if (linalg_sym_eig(n, g, w, true, err) < 0)
 		goto out;
 	if (w[0] <= 0) {
 		error_set(err, "geometric mean: second matrix is not positive definite "
@@ -188,22 +185,20 @@ linalg_geometric_mean(int n, const double *a, const double *b, double *sqrt_g,
 	if (sqrt_g != NULL) {
 		for (int i = 0; i < n; i++)
 			f[i] = sqrt(w[i]);
-		compose_eigen(n, v, f, sqrt_g);
+		compose_eigen(n, g, f, sqrt_g);
 	}
 	if (inv_sqrt_g != NULL) {
 		for (int i = 0; i < n; i++)
 			f[i] = 1.0 / sqrt(w[i]);
-		compose_eigen(n, v, f, inv_sqrt_g);
+		compose_eigen(n, g, f, inv_sqrt_g);
 	}
 	rc = 0;
 out:
-	free(v);
+	free(l);
+	free(m);
+	free(g);
 	free(w);
 	free(f);
-	free(a_half);
-	free(a_inv_half);
-	free(tmp);
-	free(c);
 	return rc;
 }
 
