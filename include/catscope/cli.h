@@ -33,12 +33,25 @@ int cli_fail(const struct error *err);
 int cli_parse_int(const char *command, const char *option, const char *text, int min, int max,
 		  int *out);
 
+/* The quantizer options seen so far on one command line, with their values, so that
+ * a repeat or a conflict (--wbits 4 --weights 8) is rejected instead of the last
+ * value silently winning. Start from all NULL. */
+struct cli_quant_given {
+	const char *transform;
+	const char *weight_bits_option; /* "--wbits" or "--weights" */
+	const char *weight_bits;
+	const char *act_bits_option;    /* "--abits" or "--acts" */
+	const char *act_bits;
+};
+
 /* Applies one of the quantizer options shared by report, eval and the explorer, named
  * by its getopt code: 't' --transform (spec may be NULL where it is not accepted),
  * 'W' --wbits, 'A' --abits, 'w' --weights, 'a' --acts, 'g' --gptq. Prints a usage
- * error and returns -1 on a bad value. */
+ * error and returns -1 on a bad value, a repeated option or a second option that sets
+ * the same bit width. */
 int cli_parse_quant_option(const char *command, int code, const char *value,
-			   struct transform_spec *spec, struct quant_config *quant);
+			   struct cli_quant_given *given, struct transform_spec *spec,
+			   struct quant_config *quant);
 
 /* The getopt_long entries of those options, with the codes cli_parse_quant_option takes. */
 #define CLI_QUANTIZER_OPTIONS \

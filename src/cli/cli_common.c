@@ -111,35 +111,74 @@ cli_tokenize(const struct model *model, const char *text, size_t length, int32_t
 	return tokenizer_encode(model->tokenizer, text, length, true, ids, n_ids, err);
 }
 
+/* Rejects a second value for one setting: *first is the value given earlier for it,
+ * NULL if none. Both options are named because they may differ, as --wbits and
+ * --weights do. */
+static int
+cli_reject_repeat(const char *command, const char *first_option, const char *first,
+		  const char *option, const char *value, const char *setting)
+{
+	if (first == NULL)
+		return 0;
+	if (strcmp(first_option, option) == 0)
+		cli_usage_error(command, "%s given twice ('%s' and '%s'); give it once", option,
+				first, value);
+	else
+		cli_usage_error(command, "%s '%s' and %s '%s' both set the %s; give one of them",
+				first_option, first, option, value, setting);
+	return -1;
+}
+
 int
 cli_parse_quant_option(const char *command, int code, const char *value,
-		       struct transform_spec *spec, struct quant_config *quant)
+		       struct cli_quant_given *given, struct transform_spec *spec,
+		       struct quant_config *quant)
 {
 	struct error err;
 	int bits;
+	bool weight = code == 'W' || code == 'w';
+	const char *option;
+	const char **bits_option = weight ? &given->weight_bits_option : &given->act_bits_option;
+	const char **bits_value = weight ? &given->weight_bits : &given->act_bits;
+	const char *setting = weight ? "weight bit width" : "activation bit width";
 
 	switch (code) {
 	case 't':
-		if (spec == NULL || transform_spec_parse(value, spec, &err) != 0)
-			return cli_usage_error(command, "%s", spec ? err.message : "--transform is not accepted"), -1;
+		if (spec == NULL)
+			return cli_usage_error(command, "--transform is not accepted"), -1;
+		if (cli_reject_repeat(command, "--transform", given->transform, "--transform", value,
+				      "transform") != 0)
+			return -1;
+		if (transform_spec_parse(value, spec, &err) != 0)
+			return cli_usage_error(command, "--transform: %s", err.message), -1;
+		given->transform = value;
 		return 0;
 	case 'W':
 	case 'A':
-		if (cli_parse_int(command, code == 'W' ? "--wbits" : "--abits", value, 2, 8, &bits) != 0)
+		option = code == 'W' ? "--wbits" : "--abits";
+		if (cli_reject_repeat(command, *bits_option, *bits_value, option, value, setting) != 0)
+			return -1;
+		if (cli_parse_int(command, option, value, 2, 8, &bits) != 0)
 			return -1;
 		(code == 'W' ? &quant->weight : &quant->act)->bits = bits;
-		return 0;
+		break;
 	case 'w':
 	case 'a':
+		option = code == 'w' ? "--weights" : "--acts";
+		if (cli_reject_repeat(command, *bits_option, *bits_value, option, value, setting) != 0)
+			return -1;
 		if (quant_params_parse(value, code == 'w' ? &quant->weight : &quant->act, &err) != 0)
-			return cli_usage_error(command, "%s", err.message), -1;
-		return 0;
+			return cli_usage_error(command, "%s: %s", option, err.message), -1;
+		break;
 	case 'g':
 		quant->rounding = QUANT_GPTQ;
 		return 0;
 	default:
 		return cli_usage_error(command, "unknown option"), -1;
 	}
+	*bits_option = option;
+	*bits_value = value;
+	return 0;
 }
 
 int

@@ -73,6 +73,7 @@ cli_eval(int argc, char **argv)
 	const char *calib = NULL;
 	struct transform_spec spec;
 	struct quant_config quant;
+	struct cli_quant_given given = { 0 };
 	struct analysis *analysis = NULL;
 	struct simulation *sim = NULL;
 	struct export_runtime *runtime = NULL;
@@ -108,7 +109,7 @@ cli_eval(int argc, char **argv)
 		case 'w':
 		case 'a':
 		case 'g':
-			if (cli_parse_quant_option("eval", opt, optarg, &spec, &quant) != 0)
+			if (cli_parse_quant_option("eval", opt, optarg, &given, &spec, &quant) != 0)
 				return 2;
 			quant_given = 1;
 			break;

@@ -98,6 +98,7 @@ cli_explore(int argc, char **argv)
 	struct workspace ws;
 	struct analysis *a;
 	struct quant_config qc;
+	struct cli_quant_given given = { 0 };
 	const char *slash;
 	int rc;
 
@@ -128,11 +129,11 @@ cli_explore(int argc, char **argv)
 		case 'A':
 		case 'w':
 		case 'g':
-			if (cli_parse_quant_option("explore", opt, optarg, NULL, &qc) != 0)
+			if (cli_parse_quant_option("explore", opt, optarg, &given, NULL, &qc) != 0)
 				return 2;
 			break;
 		case 'x':
-			if (cli_parse_quant_option("explore", 'a', optarg, NULL, &qc) != 0)
+			if (cli_parse_quant_option("explore", 'a', optarg, &given, NULL, &qc) != 0)
 				return 2;
 			break;
 		case 'h':

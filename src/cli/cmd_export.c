@@ -121,6 +121,7 @@ cli_export(int argc, char **argv)
 	struct export_summary summary;
 	struct transform_spec spec;
 	struct quant_config quant;
+	struct cli_quant_given given = { 0 };
 	struct workspace ws;
 	struct analysis *analysis;
 	const char *session_path = NULL;
@@ -147,7 +148,8 @@ cli_export(int argc, char **argv)
 		case 'w':
 		case 'a':
 		case 'g':
-			if (cli_parse_quant_option("export", opt_code, optarg, &spec, &quant) != 0) {
+			if (cli_parse_quant_option("export", opt_code, optarg, &given, &spec,
+						   &quant) != 0) {
 				free(site_specs);
 				return 2;
 			}

@@ -52,6 +52,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 	};
 	struct error err;
 	int opt;
+	struct cli_quant_given given = { 0 };
 
 	memset(req, 0, sizeof(*req));
 	quant_config_default(&req->quant);
@@ -71,7 +72,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 		case 'W':
 		case 'A':
 		case 'g':
-			if (cli_parse_quant_option("report", opt, optarg, NULL, &req->quant) != 0)
+			if (cli_parse_quant_option("report", opt, optarg, &given, NULL, &req->quant) != 0)
 				return 2;
 			break;
 		case 's':

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Hostile command lines: repeated or conflicting options, bad output paths, bad
+# text inputs and signals. Each must fail fast with the documented exit status and
+# one message that names the option or file, never crash or keep computing.
+. "$srcdir/tests/lib.sh"
+require_data
+
+text="$DATA/tinystories_train_sample.txt"
+
+# Runs catscope with the given arguments and expects the exit status $1 and the
+# text $2 somewhere on stderr. Sets $err to the file holding stderr.
+expect_status() {
+	want=$1 needle=$2
+	shift 2
+	err="$scratch/err"
+	status=0
+	"$CATSCOPE" "$@" >"$scratch/out" 2>"$err" || status=$?
+	[ "$status" -eq "$want" ] || fail "catscope $*: exit status $status, expected $want: $(cat "$err")"
+	grep -q -F -- "$needle" "$err" || fail "catscope $*: stderr lacks '$needle': $(cat "$err")"
+}
+
+# A usage error prints exactly one message line and the --help hint.
+expect_usage() {
+	expect_status 2 "$@"
+	[ "$(wc -l <"$err")" -eq 2 ] || fail "catscope $*: expected one message and the hint, got: $(cat "$err")"
+}
+
+# --- Quantizer options: a repeat or a conflict is rejected, naming both values.
+expect_usage 'sets the group size twice (g2 and g3)' report "$MODEL" --weights 4:g2:g3
+expect_usage 'sets the mode twice (sym and asym)' report "$MODEL" --acts 8:sym:asym
+expect_usage 'sets the clip ratio twice (clip=0.9 and clip=0.8)' report "$MODEL" --weights 4:clip=0.9:clip=0.8
+expect_usage "--wbits '4' and --weights '8' both set the weight bit width" report "$MODEL" --wbits 4 --weights 8
+expect_usage "--acts '8' and --abits '4' both set the activation bit width" report "$MODEL" --acts 8 --abits 4
+expect_usage "--weights given twice ('4' and '4:g64')" report "$MODEL" --weights 4 --weights 4:g64
+expect_usage "--abits given twice ('3' and '5')" eval "$MODEL" "$text" --abits 3 --abits 5
+expect_usage "--transform given twice ('cat' and 'none')" eval "$MODEL" "$text" --transform cat --transform none
+expect_usage "--wbits given twice ('4' and '8')" export "$MODEL" --calib x --wbits 4 --wbits 8 -o "$scratch/never"
+[ ! -e "$scratch/never" ] || fail "a rejected export left $scratch/never"
+# The same options once each still work.
+"$CATSCOPE" report "$MODEL" --wbits 4 --acts 8:asym:g16:clip=0.9 --format csv >/dev/null 2>"$scratch/err" ||
+	fail "report with one of each quantizer option failed: $(cat "$scratch/err")"
+
+exit 0
