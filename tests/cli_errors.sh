@@ -40,4 +40,17 @@ expect_usage "--wbits given twice ('4' and '8')" export "$MODEL" --calib x --wbi
 "$CATSCOPE" report "$MODEL" --wbits 4 --acts 8:asym:g16:clip=0.9 --format csv >/dev/null 2>"$scratch/err" ||
 	fail "report with one of each quantizer option failed: $(cat "$scratch/err")"
 
+# A small cache for the commands that need one.
+cache="$scratch/small.cache"
+"$CATSCOPE" calibrate "$MODEL" "$text" -o "$cache" --tokens 1024 --ctx 256 >/dev/null 2>"$scratch/err" ||
+	fail "calibrate of the small cache failed: $(cat "$scratch/err")"
+
+# --- export --site: a second transform for the same site is rejected, not last-wins.
+expect_usage "--site blk.1.ffn_down given twice ('cat:64' and 'hadamard')" \
+	export "$MODEL" --calib "$cache" --site blk.1.ffn_down=cat:64 --site blk.0.attn_in=hadamard \
+	--site blk.1.ffn_down=hadamard -o "$scratch/twice"
+[ ! -e "$scratch/twice" ] || fail "export with a repeated --site left $scratch/twice"
+"$CATSCOPE" export "$MODEL" --calib "$cache" --site blk.1.ffn_down=cat:64 --site blk.1.ffn_in=hadamard \
+	-o "$scratch/sites" >/dev/null 2>"$scratch/err" || fail "export with two different --site failed: $(cat "$scratch/err")"
+
 exit 0

@@ -25,7 +25,8 @@ static const char export_usage[] =
 	"\n"
 	"  --calib CACHE        calibration cache of the model (required)\n"
 	"  --transform SPEC     transform of every site (default none)\n"
-	"  --site NAME=SPEC     transform of one site, such as blk.0.ffn_down=cat:64; repeatable\n"
+	"  --site NAME=SPEC     transform of one site, such as blk.0.ffn_down=cat:64;\n"
+	"                       repeatable, once per site\n"
 	"  --wbits B, --abits B bit widths (default 4 and 4); packed weights need 2, 4 or 8\n"
 	"  --weights P, --acts P  full quantizer settings, as for catscope report\n"
 	"  --gptq               round weights with GPTQ\n"
@@ -72,9 +73,11 @@ export_parse_size(const char *text, uint64_t *out)
 	return 0;
 }
 
-/* Applies "blk.N.KIND=SPEC" to one site of the analysis. */
+/* Applies "blk.N.KIND=SPEC" to one site of the analysis. given[i] is the --site text
+ * already applied to site i, or NULL, so that a second one for the same site is
+ * rejected instead of replacing the first. */
 static int
-export_apply_site(struct analysis *a, const char *text)
+export_apply_site(struct analysis *a, const char *text, const char **given)
 {
 	const char *eq = strchr(text, '=');
 	struct transform_spec spec;
@@ -89,11 +92,18 @@ export_apply_site(struct analysis *a, const char *text)
 		return cli_usage_error("export", "--site %s: the model has blocks 0 to %d", text,
 				       a->model->config.n_layers - 1);
 	for (int k = 0; k < SITE_KIND_COUNT; k++) {
+		int site = analysis_site_index(block, (enum site_kind)k);
+
 		if (strcmp(kind, site_kind_name((enum site_kind)k)) != 0)
 			continue;
+		if (given[site] != NULL)
+			return cli_usage_error("export", "--site blk.%d.%s given twice ('%s' and '%s'); "
+					       "give each site once", block, kind,
+					       strchr(given[site], '=') + 1, eq + 1);
 		if (transform_spec_parse(eq + 1, &spec, &err) != 0)
 			return cli_usage_error("export", "--site %s: %s", text, err.message);
-		analysis_set_transform(a, analysis_site_index(block, (enum site_kind)k), &spec);
+		analysis_set_transform(a, site, &spec);
+		given[site] = text;
 		return 0;
 	}
 	return cli_usage_error("export", "--site %s: unknown site kind '%s'; expected attn_in, "
@@ -129,6 +139,7 @@ cli_export(int argc, char **argv)
 	struct error err;
 	const char *output = NULL;
 	const char **site_specs = NULL;
+	const char **site_given;
 	int n_site_specs = 0;
 	bool quant_given = false;
 	int opt_code, rc;
@@ -246,8 +257,12 @@ cli_export(int argc, char **argv)
 		for (int i = 0; i < analysis->n_sites; i++)
 			analysis_set_transform(analysis, i, &spec);
 	}
+	site_given = alloc_array((size_t)analysis->n_sites, sizeof(*site_given));
+	for (int i = 0; i < analysis->n_sites; i++)
+		site_given[i] = NULL;
 	for (int i = 0; i < n_site_specs && rc == 0; i++)
-		rc = export_apply_site(analysis, site_specs[i]);
+		rc = export_apply_site(analysis, site_specs[i], site_given);
+	free(site_given);
 	free(site_specs);
 	if (rc == 0 && export_write(analysis, &opt, output, &summary, &err) != 0) {
 		bool interrupted = strcmp(err.message, "interrupted") == 0;
