@@ -40,6 +40,35 @@ expect_usage "--wbits given twice ('4' and '8')" export "$MODEL" --calib x --wbi
 "$CATSCOPE" report "$MODEL" --wbits 4 --acts 8:asym:g16:clip=0.9 --format csv >/dev/null 2>"$scratch/err" ||
 	fail "report with one of each quantizer option failed: $(cat "$scratch/err")"
 
+# --- Output paths are checked before any work. Calibrating the whole text takes far
+# longer than the timeout, so a check that only ran at the end would hit it.
+mkdir "$scratch/outdir"
+mkfifo "$scratch/fifo"
+for bad in "" "$scratch/missing/x.cache" "$scratch/outdir" "$scratch/outdir/" /dev/null "$scratch/fifo"; do
+	status=0
+	timeout 10 "$CATSCOPE" calibrate "$MODEL" "$text" -o "$bad" >/dev/null 2>"$scratch/err" || status=$?
+	[ "$status" -eq 1 ] || fail "calibrate -o '$bad': exit status $status, expected 1 at once: $(cat "$scratch/err")"
+	[ "$(wc -l <"$scratch/err")" -eq 1 ] || fail "calibrate -o '$bad': expected one line, got: $(cat "$scratch/err")"
+	grep -q -F -- "-o: $bad" "$scratch/err" || fail "calibrate -o '$bad': the message does not name -o and the path: $(cat "$scratch/err")"
+done
+grep -q "not a regular file" "$scratch/err" || fail "calibrate -o FIFO: $(cat "$scratch/err")"
+[ -p "$scratch/fifo" ] || fail "calibrate -o FIFO replaced the FIFO"
+[ -z "$(ls -A "$scratch/outdir")" ] || fail "calibrate -o DIR wrote into the directory"
+if [ "$(id -u)" -ne 0 ]; then
+	# Root ignores directory permissions, so only other users can run this case.
+	mkdir "$scratch/readonly"
+	chmod 555 "$scratch/readonly"
+	status=0
+	timeout 10 "$CATSCOPE" calibrate "$MODEL" "$text" -o "$scratch/readonly/x.cache" >/dev/null 2>"$scratch/err" || status=$?
+	chmod 755 "$scratch/readonly"
+	[ "$status" -eq 1 ] || fail "calibrate into a read-only directory: exit status $status, expected 1"
+	grep -q "cannot create files" "$scratch/err" || fail "calibrate into a read-only directory: $(cat "$scratch/err")"
+fi
+for bad in "" "$scratch/missing/export" "$scratch/outdir/"; do
+	expect_status 1 "-o: " export "$MODEL" --calib "$scratch/no.cache" -o "$bad"
+	grep -q -F "no.cache" "$err" && fail "export -o '$bad' opened the cache before checking -o"
+done
+
 # A small cache for the commands that need one.
 cache="$scratch/small.cache"
 "$CATSCOPE" calibrate "$MODEL" "$text" -o "$cache" --tokens 1024 --ctx 256 >/dev/null 2>"$scratch/err" ||

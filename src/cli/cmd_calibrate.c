@@ -141,6 +141,12 @@ cli_calibrate(int argc, char **argv)
 		return cli_usage_error("calibrate", "expected a model and at least one text file");
 	if (output == NULL)
 		return cli_usage_error("calibrate", "missing -o CACHE, the file to write");
+	/* Calibrating a large model can take hours, so a cache that could never be written
+	 * must fail now. */
+	if (atomic_check_destination(output, &err) != 0) {
+		error_prefix(&err, "-o");
+		return cli_fail(&err);
+	}
 
 	model = model_load(argv[optind], &err);
 	if (model == NULL)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "catscope/alloc.h"
+#include "catscope/atomicfile.h"
 #include "catscope/cli.h"
 #include "catscope/session.h"
 #include "catscope/export.h"
@@ -227,6 +228,13 @@ cli_export(int argc, char **argv)
 		return cli_usage_error("export", "expected one model, --calib CACHE and -o DIR");
 	}
 
+	/* The model and the cache load first, so a directory that could never be
+	 * created must fail before. */
+	if (atomic_check_directory(output, &err) != 0) {
+		free(site_specs);
+		error_prefix(&err, "-o");
+		return cli_fail(&err);
+	}
 	if (session_path != NULL && (quant_given || n_site_specs > 0)) {
 		free(site_specs);
 		return cli_usage_error("export", "--session sets the transforms and the quantizer; "
