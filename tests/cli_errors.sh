@@ -82,4 +82,29 @@ expect_usage "--site blk.1.ffn_down given twice ('cat:64' and 'hadamard')" \
 "$CATSCOPE" export "$MODEL" --calib "$cache" --site blk.1.ffn_down=cat:64 --site blk.1.ffn_in=hadamard \
 	-o "$scratch/sites" >/dev/null 2>"$scratch/err" || fail "export with two different --site failed: $(cat "$scratch/err")"
 
+# --- Signals: a long command stops, removes what it started to write, leaves the
+# previous output as it was and exits 128 plus the signal number.
+# Starts catscope with the arguments after $2, sends it the signal $1 two seconds
+# later, while it computes, and expects the exit status $2.
+interrupt() {
+	signal=$1 want=$2
+	shift 2
+	"$CATSCOPE" "$@" >/dev/null 2>"$scratch/err" &
+	pid=$!
+	sleep 2
+	kill -"$signal" "$pid" 2>/dev/null || fail "catscope $* ended before SIG$signal was sent: $(cat "$scratch/err")"
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" -eq "$want" ] || fail "catscope $* after SIG$signal: exit status $status, expected $want: $(cat "$scratch/err")"
+}
+mkdir "$scratch/signal"
+cp "$cache" "$scratch/signal/old.cache"
+for case in INT:130 TERM:143; do
+	interrupt "${case%:*}" "${case#*:}" calibrate "$MODEL" "$text" -o "$scratch/signal/old.cache" --tokens 400000
+	grep -q "calibration interrupted" "$scratch/err" || fail "calibrate after SIG${case%:*}: $(cat "$scratch/err")"
+	[ "$(ls -A "$scratch/signal")" = old.cache ] || fail "calibrate after SIG${case%:*} left: $(ls -A "$scratch/signal")"
+	cmp -s "$cache" "$scratch/signal/old.cache" || fail "calibrate after SIG${case%:*} changed the previous cache"
+done
+interrupt INT 130 eval "$MODEL" "$text"
+
 exit 0

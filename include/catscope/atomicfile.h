@@ -52,6 +52,10 @@ void atomic_forget(int slot);
 /* Returns nonzero once SIGINT, SIGTERM or SIGHUP has been received while the
  * handlers were deferring (see atomic_defer_signals). */
 int atomic_interrupted(void);
+/* Returns the signal that atomic_interrupted reported, or 0 if none arrived while
+ * deferring. It stays set after atomic_defer_signals(0), so that the program can
+ * exit with 128 plus the signal number once the job has cleaned up. */
+int atomic_deferred_signal_number(void);
 /* With defer set, a signal only sets the flag that atomic_interrupted reads, so that a
  * long job can stop at a safe point and clean up itself. */
 void atomic_defer_signals(int defer);

@@ -272,13 +272,8 @@ cli_export(int argc, char **argv)
 		rc = export_apply_site(analysis, site_specs[i], site_given);
 	free(site_given);
 	free(site_specs);
-	if (rc == 0 && export_write(analysis, &opt, output, &summary, &err) != 0) {
-		bool interrupted = strcmp(err.message, "interrupted") == 0;
-
+	if (rc == 0 && export_write(analysis, &opt, output, &summary, &err) != 0)
 		rc = cli_fail(&err);
-		if (interrupted)
-			rc = 130;
-	}
 	if (rc == 0) {
 		char wtext[64], atext[64], ttext[64];
 

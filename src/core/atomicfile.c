@@ -21,6 +21,8 @@ static char atomic_paths[ATOMIC_SLOTS][PATH_MAX];
 static volatile sig_atomic_t atomic_is_directory[ATOMIC_SLOTS];
 static volatile sig_atomic_t atomic_used[ATOMIC_SLOTS];
 static volatile sig_atomic_t atomic_signal_seen;
+/* Unlike atomic_signal_seen, kept after deferring ends, for the exit status. */
+static volatile sig_atomic_t atomic_deferred_signal;
 static volatile sig_atomic_t atomic_deferring;
 
 static void
@@ -44,6 +46,7 @@ atomic_on_signal(int signo)
 {
 	if (atomic_deferring && !atomic_signal_seen) {
 		atomic_signal_seen = 1;
+		atomic_deferred_signal = signo;
 		return;
 	}
 	atomic_remove_registered();
@@ -95,6 +98,12 @@ int
 atomic_interrupted(void)
 {
 	return atomic_signal_seen;
+}
+
+int
+atomic_deferred_signal_number(void)
+{
+	return atomic_deferred_signal;
 }
 
 void
