@@ -69,6 +69,32 @@ for bad in "" "$scratch/missing/export" "$scratch/outdir/"; do
 	grep -q -F "no.cache" "$err" && fail "export -o '$bad' opened the cache before checking -o"
 done
 
+# --- Text that does not fill one window, a --ctx beyond the model and a prompt
+# beyond it: the message names the file, option or prompt and what to use instead.
+printf 'Once upon a time' >"$scratch/short.txt"
+: >"$scratch/empty.txt"
+expect_status 1 "short.txt: the text has 5 tokens, fewer than one window of 512; use --ctx 5 or less" \
+	eval "$MODEL" "$scratch/short.txt"
+expect_status 1 "short.txt and 1 other text file: the text has 5 tokens, fewer than one window of 64" \
+	eval "$MODEL" "$scratch/short.txt" "$scratch/empty.txt" --ctx 64
+expect_status 1 "empty.txt: the text has 1 token, fewer than one window of 512; pass a longer text" \
+	eval "$MODEL" "$scratch/empty.txt"
+expect_status 1 "short.txt: the text has 5 tokens, fewer than one window of 512; use --ctx 5 or less" \
+	calibrate "$MODEL" "$scratch/short.txt" -o "$scratch/short.cache"
+expect_status 1 "--ctx 4096 is longer than the model's context of 2048 tokens; use --ctx 2048 or less" \
+	eval "$MODEL" "$scratch/short.txt" --ctx 4096
+expect_status 1 "--ctx 4096 is longer than the model's context of 2048 tokens; use --ctx 2048 or less" \
+	calibrate "$MODEL" "$scratch/short.txt" --ctx 4096 -o "$scratch/short.cache"
+expect_status 1 "--tokens 100 is less than one window of 256 tokens; raise --tokens or lower --ctx" \
+	calibrate "$MODEL" "$text" --ctx 256 --tokens 100 -o "$scratch/short.cache"
+[ ! -e "$scratch/short.cache" ] || fail "a failed calibrate wrote $scratch/short.cache"
+head -c 20000 "$text" >"$scratch/long-prompt.txt"
+expect_status 1 "--prompt: the prompt has " generate "$MODEL" --prompt "$(cat "$scratch/long-prompt.txt")" -n 1
+grep -q "has a context of 2048; shorten the prompt to at most 2047 tokens" "$err" ||
+	fail "generate with a long prompt: $(cat "$err")"
+"$CATSCOPE" eval "$MODEL" "$scratch/short.txt" --ctx 5 >/dev/null 2>"$scratch/err" ||
+	fail "eval of one exact window failed: $(cat "$scratch/err")"
+
 # A small cache for the commands that need one.
 cache="$scratch/small.cache"
 "$CATSCOPE" calibrate "$MODEL" "$text" -o "$cache" --tokens 1024 --ctx 256 >/dev/null 2>"$scratch/err" ||

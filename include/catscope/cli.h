@@ -68,6 +68,13 @@ int cli_parse_dtype(const char *command, const char *text, enum simulation_stora
 
 /* Reads and concatenates text files into one newly allocated buffer. */
 char *cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *err);
+/* Fails with a message that names the text files and a --ctx that fits when their
+ * n_ids tokens do not fill one window of ctx tokens. */
+int cli_check_text_windows(char *const *paths, int n_paths, size_t n_ids, int ctx,
+			   struct error *err);
+/* Fails with a message giving the largest usable --ctx if ctx exceeds the model's
+ * context. */
+int cli_check_ctx(const struct model *model, int ctx, struct error *err);
 /* Tokenizes the text with the model's convention (BOS at the start only). */
 int cli_tokenize(const struct model *model, const char *text, size_t length, int32_t **ids,
 		 size_t *n_ids, struct error *err);

@@ -105,6 +105,35 @@ cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *er
 }
 
 int
+cli_check_text_windows(char *const *paths, int n_paths, size_t n_ids, int ctx, struct error *err)
+{
+	char names[512];
+
+	if (n_ids >= (size_t)ctx)
+		return 0;
+	if (n_paths == 1)
+		snprintf(names, sizeof(names), "%s", paths[0]);
+	else
+		snprintf(names, sizeof(names), "%s and %d other text file%s", paths[0], n_paths - 1,
+			 n_paths == 2 ? "" : "s");
+	/* A window needs two tokens: one to predict from and one to score. */
+	if (n_ids < 2)
+		return error_set(err, "%s: the text has %zu token%s, fewer than one window of %d; "
+				 "pass a longer text", names, n_ids, n_ids == 1 ? "" : "s", ctx);
+	return error_set(err, "%s: the text has %zu tokens, fewer than one window of %d; use "
+			 "--ctx %zu or less, or a longer text", names, n_ids, ctx, n_ids);
+}
+
+int
+cli_check_ctx(const struct model *model, int ctx, struct error *err)
+{
+	if (ctx <= model->config.context_length)
+		return 0;
+	return error_set(err, "--ctx %d is longer than the model's context of %d tokens; use --ctx "
+			 "%d or less", ctx, model->config.context_length, model->config.context_length);
+}
+
+int
 cli_tokenize(const struct model *model, const char *text, size_t length, int32_t **ids,
 	     size_t *n_ids, struct error *err)
 {

@@ -174,15 +174,15 @@ cli_eval(int argc, char **argv)
 	}
 	if (!ctx_given && ctx > model->config.context_length)
 		ctx = model->config.context_length;
-	if (ctx > model->config.context_length) {
-		fprintf(stderr, "catscope: --ctx %d is longer than the model's context of %d tokens\n", ctx,
-			model->config.context_length);
+	if (cli_check_ctx(model, ctx, &err) != 0) {
 		eval_release(&ws, analysis, sim, runtime);
-		return 1;
+		return cli_fail(&err);
 	}
 	text = cli_read_texts(argv + optind + 1, argc - optind - 1, &length, &err);
-	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0) {
+	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0 ||
+	    cli_check_text_windows(argv + optind + 1, argc - optind - 1, n_ids, ctx, &err) != 0) {
 		free(text);
+		free(ids);
 		eval_release(&ws, analysis, sim, runtime);
 		return cli_fail(&err);
 	}
