@@ -40,6 +40,15 @@ expect_usage "--wbits given twice ('4' and '8')" export "$MODEL" --calib x --wbi
 "$CATSCOPE" report "$MODEL" --wbits 4 --acts 8:asym:g16:clip=0.9 --format csv >/dev/null 2>"$scratch/err" ||
 	fail "report with one of each quantizer option failed: $(cat "$scratch/err")"
 
+# --- A missing option value or an unknown option: one message, not getopt's as well.
+expect_usage "catscope report: --format needs a value" report "$MODEL" --format
+expect_usage "catscope calibrate: -o needs a value" calibrate "$MODEL" "$text" -o
+expect_usage "catscope generate: -n needs a value" generate "$MODEL" -n
+expect_usage "catscope eval: --ctx needs a value" eval "$MODEL" "$text" --ctx
+expect_usage "catscope export: unknown or ambiguous option '--colour'" export "$MODEL" --colour=1
+expect_usage "catscope info: unknown option '-x'" info -x
+expect_usage "catscope replay: unknown or ambiguous option '--f'" replay x --f
+
 # --- Output paths are checked before any work. Calibrating the whole text takes far
 # longer than the timeout, so a check that only ran at the end would hit it.
 mkdir "$scratch/outdir"

@@ -26,6 +26,10 @@ int cli_replay(int argc, char **argv);
 /* Prints "catscope COMMAND: message" and a hint to run --help; returns 2. */
 int cli_usage_error(const char *command, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Prints the usage error for what getopt_long returned as code ('?' or ':'), naming
+ * the option, and returns 2. The option string must start with ':' so that getopt
+ * prints nothing itself. */
+int cli_option_error(const char *command, int code, int argc, char *const *argv);
 /* Prints "catscope: message" for a failure; returns 1. */
 int cli_fail(const struct error *err);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <unistd.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -28,6 +29,25 @@ cli_usage_error(const char *command, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nRun 'catscope %s --help' for usage.\n", command);
 	return 2;
+}
+
+int
+cli_option_error(const char *command, int code, int argc, char *const *argv)
+{
+	/* getopt_long leaves optind just past the offending argument. */
+	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : argv[argc - 1];
+	int length = (int)strcspn(arg, "=");
+
+	if (code == ':') {
+		if (strncmp(arg, "--", 2) == 0)
+			return cli_usage_error(command, "%.*s needs a value", length, arg);
+		return cli_usage_error(command, "-%c needs a value", optopt);
+	}
+	if (strncmp(arg, "--", 2) == 0)
+		return cli_usage_error(command, "unknown or ambiguous option '%.*s'", length, arg);
+	if (optopt != 0)
+		return cli_usage_error(command, "unknown option '-%c'", optopt);
+	return cli_usage_error(command, "unknown option '%s'", arg);
 }
 
 int

@@ -107,7 +107,7 @@ cli_calibrate(int argc, char **argv)
 	int rc;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
 		switch (opt) {
 		case 'o':
 			output = optarg;
@@ -134,7 +134,7 @@ cli_calibrate(int argc, char **argv)
 			fputs(calibrate_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("calibrate", "unknown option");
+			return cli_option_error("calibrate", opt, argc, argv);
 		}
 	}
 	if (argc - optind < 2)

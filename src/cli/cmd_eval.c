@@ -93,7 +93,7 @@ cli_eval(int argc, char **argv)
 	quant_config_default(&quant);
 	transform_spec_parse("none", &spec, &err);
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			if (cli_parse_int("eval", "--ctx", optarg, 2, 1 << 20, &ctx) != 0)
@@ -132,7 +132,7 @@ cli_eval(int argc, char **argv)
 			fputs(eval_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("eval", "unknown option");
+			return cli_option_error("eval", opt, argc, argv);
 		}
 	}
 	if (argc - optind < 2)

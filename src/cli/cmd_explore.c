@@ -106,7 +106,7 @@ cli_explore(int argc, char **argv)
 
 	/* argv[0] is MODEL, so getopt starts after it and the options follow it. */
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			calib = optarg;
@@ -140,7 +140,7 @@ cli_explore(int argc, char **argv)
 			fputs(explore_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("explore", "unknown option");
+			return cli_option_error("explore", opt, argc, argv);
 		}
 	}
 	if (optind != argc)

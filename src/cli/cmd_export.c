@@ -149,7 +149,7 @@ cli_export(int argc, char **argv)
 	quant_config_default(&quant);
 	transform_spec_parse("none", &spec, &err);
 	optind = 1;
-	while ((opt_code = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
+	while ((opt_code = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
 		switch (opt_code) {
 		case 'C':
 			opt.calib_path = optarg;
@@ -220,7 +220,7 @@ cli_export(int argc, char **argv)
 			return 0;
 		default:
 			free(site_specs);
-			return cli_usage_error("export", "unknown option");
+			return cli_option_error("export", opt_code, argc, argv);
 		}
 	}
 	if (argc - optind != 1 || output == NULL || opt.calib_path == NULL) {

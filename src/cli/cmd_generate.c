@@ -51,7 +51,7 @@ cli_generate(int argc, char **argv)
 	size_t printed = 0;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "n:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":n:h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			prompt = optarg;
@@ -64,7 +64,7 @@ cli_generate(int argc, char **argv)
 			fputs(generate_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("generate", "unknown option");
+			return cli_option_error("generate", opt, argc, argv);
 		}
 	}
 	if (argc - optind != 1)

@@ -57,7 +57,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 	memset(req, 0, sizeof(*req));
 	quant_config_default(&req->quant);
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			req->calib = optarg;
@@ -86,7 +86,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 			fputs(report_usage, stdout);
 			return 1;
 		default:
-			return cli_usage_error("report", "unknown option");
+			return cli_option_error("report", opt, argc, argv);
 		}
 	}
 	if (argc - optind != 1)
