@@ -160,9 +160,9 @@ cli_tokenize(const struct model *model, const char *text, size_t length, int32_t
 	return tokenizer_encode(model->tokenizer, text, length, true, ids, n_ids, err);
 }
 
-/* Rejects a second value for one setting: *first is the value given earlier for it,
- * NULL if none. Both options are named because they may differ, as --wbits and
- * --weights do. */
+/* Rejects a second value for one setting. first is the value that first_option gave
+ * it earlier, or NULL if none did. The message names both options because they may
+ * differ, as --wbits and --weights do. */
 static int
 cli_reject_repeat(const char *command, const char *first_option, const char *first,
 		  const char *option, const char *value, const char *setting)
