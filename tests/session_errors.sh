@@ -40,6 +40,12 @@ expect_error no-such-site 's/"site": "blk.4.ffn_down"/"site": "blk.12.ffn_down"/
 	'sites[5].site: the model has no site blk.12.ffn_down'
 expect_error journal-site 's/"site": "blk.0.attn_in", "transform": "smooth"/"site": "blk.7.attn_in", "transform": "smooth"/' \
 	'journal[2].site: the model has no site blk.7.attn_in' --from-journal
+expect_error repeated-quant 's/"quant": "w4,a8,rtn",/"quant": "w4,a8,w8,rtn",/' \
+	'sets the weight quantizer twice (w4 and w8)'
+expect_error infinite-damp 's/"quant": "w4,a8,rtn",/"quant": "w4,a8,gptq,damp=inf",/' \
+	'invalid dampening "inf"'
+expect_error nan-damp 's/"quant": "w4,a8,rtn",/"quant": "w4,a8,gptq,damp=nan",/' \
+	'expected a fraction of the mean Hessian diagonal in (0, 1]'
 expect_error version 's/"version": 1/"version": 2/' 'version: version 2 is not supported'
 expect_error fingerprint 's/"fingerprint": "e33b6a3ef879b195"/"fingerprint": "0123456789abcdef"/' \
 	'model fingerprint 0123456789abcdef, but'

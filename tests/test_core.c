@@ -209,6 +209,70 @@ atomic_write_special_destinations(void **state)
 	rmdir(dir);
 }
 
+static void
+atomic_check_rejects_bad_destinations(void **state)
+{
+	const char *dir = testutil_scratch_dir();
+	char path[4200], fifo[4200], missing[4200], trailing[4200], under_file[4200];
+	char target[4200], link[4200];
+	struct error err;
+
+	assert_int_equal(atomic_check_destination("", &err), -1);
+	assert_non_null(strstr(err.message, "empty"));
+	assert_int_equal(atomic_check_destination("/dev/null", &err), -1);
+	assert_non_null(strstr(err.message, "not a regular file"));
+	assert_int_equal(atomic_check_destination(dir, &err), -1);
+	assert_non_null(strstr(err.message, "not a regular file"));
+
+	snprintf(trailing, sizeof(trailing), "%s/out/", dir);
+	assert_int_equal(atomic_check_destination(trailing, &err), -1);
+	assert_non_null(strstr(err.message, "ends with '/'"));
+	snprintf(missing, sizeof(missing), "%s/no-such-dir/out", dir);
+	assert_int_equal(atomic_check_destination(missing, &err), -1);
+	assert_non_null(strstr(err.message, "No such file or directory"));
+
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(atomic_check_destination(fifo, &err), -1);
+	assert_non_null(strstr(err.message, "not a regular file"));
+
+	/* A regular file, a new name and a link to a file are fine, and nothing is created. */
+	snprintf(path, sizeof(path), "%s/new", dir);
+	assert_int_equal(atomic_check_destination(path, &err), 0);
+	snprintf(target, sizeof(target), "%s/target", dir);
+	assert_int_equal(atomic_write_all(target, "old", 3, &err), 0);
+	assert_int_equal(atomic_check_destination(target, &err), 0);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	assert_int_equal(symlink("target", link), 0);
+	assert_int_equal(atomic_check_destination(link, &err), 0);
+	snprintf(under_file, sizeof(under_file), "%s/target/out", dir);
+	assert_int_equal(atomic_check_destination(under_file, &err), -1);
+	assert_non_null(strstr(err.message, "is not a directory"));
+	assert_int_equal(count_entries(dir), 3);
+
+	unlink(fifo);
+	unlink(link);
+	unlink(target);
+	rmdir(dir);
+}
+
+static void
+atomic_check_read_only_directory(void **state)
+{
+	const char *dir = testutil_scratch_dir();
+	char path[4200];
+	struct error err;
+
+	if (geteuid() == 0)
+		skip(); /* root ignores directory permissions */
+	snprintf(path, sizeof(path), "%s/out.txt", dir);
+	chmod(dir, 0555);
+	assert_int_equal(atomic_check_destination(path, &err), -1);
+	assert_non_null(strstr(err.message, "cannot create files"));
+	chmod(dir, 0755);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -221,6 +285,8 @@ main(void)
 		cmocka_unit_test(atomic_write_read_only_directory),
 		cmocka_unit_test(atomic_write_file_size_limit),
 		cmocka_unit_test(atomic_write_special_destinations),
+		cmocka_unit_test(atomic_check_rejects_bad_destinations),
+		cmocka_unit_test(atomic_check_read_only_directory),
 	};
 
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);

@@ -267,6 +267,59 @@ config_parse_and_format(void **state)
 	assert_int_equal(quant_config_parse("damp=-1", &qc, &err), -1);
 }
 
+static void
+params_parse_rejects_repeats(void **state)
+{
+	struct quant_params p;
+	struct error err;
+
+	assert_int_equal(quant_params_parse("4:g2:g3", &p, &err), -1);
+	assert_non_null(strstr(err.message, "group size twice (g2 and g3)"));
+	assert_int_equal(quant_params_parse("4:sym:asym", &p, &err), -1);
+	assert_non_null(strstr(err.message, "mode twice (sym and asym)"));
+	assert_int_equal(quant_params_parse("4:clip=0.5:clip=0.5", &p, &err), -1);
+	assert_non_null(strstr(err.message, "clip ratio twice"));
+	assert_int_equal(quant_params_parse("4:g99999999999", &p, &err), -1);
+	assert_int_equal(quant_params_parse("99999999999", &p, &err), -1);
+}
+
+static void
+config_parse_rejects_repeats(void **state)
+{
+	struct quant_config qc;
+	struct error err;
+
+	assert_int_equal(quant_config_parse("w4,w4", &qc, &err), -1);
+	assert_non_null(strstr(err.message, "weight quantizer twice (w4 and w4)"));
+	assert_int_equal(quant_config_parse("a8,w4,a4", &qc, &err), -1);
+	assert_non_null(strstr(err.message, "activation quantizer twice (a8 and a4)"));
+	assert_int_equal(quant_config_parse("w4,rtn,gptq", &qc, &err), -1);
+	assert_non_null(strstr(err.message, "rounding twice (rtn and gptq)"));
+	assert_int_equal(quant_config_parse("clip-search,clip-search", &qc, &err), -1);
+	assert_int_equal(quant_config_parse("gptq,damp=0.1,damp=0.2", &qc, &err), -1);
+	assert_non_null(strstr(err.message, "dampening twice (damp=0.1 and damp=0.2)"));
+}
+
+static void
+config_parse_checks_damp_range(void **state)
+{
+	static const char *const rejected[] = {
+		"gptq,damp=inf", "gptq,damp=-inf", "gptq,damp=nan", "gptq,damp=0",
+		"gptq,damp=1.5", "gptq,damp=1e308", "gptq,damp=", "gptq,damp=0.1x",
+	};
+	struct quant_config qc;
+	struct error err;
+
+	for (size_t i = 0; i < sizeof(rejected) / sizeof(rejected[0]); i++) {
+		assert_int_equal(quant_config_parse(rejected[i], &qc, &err), -1);
+		assert_non_null(strstr(err.message, "(0, 1]"));
+	}
+	assert_int_equal(quant_config_parse("gptq,damp=1", &qc, &err), 0);
+	assert_true(qc.gptq_damp == 1.0);
+	assert_int_equal(quant_config_parse("gptq,damp=1e-6", &qc, &err), 0);
+	assert_true(qc.gptq_damp == 1e-6);
+}
+
 /* SQNR of per-row symmetric RTN on Gaussian rows, in dB. */
 static double
 rtn_sqnr_db(const float *x, int rows, int cols, int bits)
@@ -473,6 +526,9 @@ main(void)
 		cmocka_unit_test(pack_round_trip_two_and_eight_bits),
 		cmocka_unit_test(params_parse_and_format),
 		cmocka_unit_test(config_parse_and_format),
+		cmocka_unit_test(params_parse_rejects_repeats),
+		cmocka_unit_test(config_parse_rejects_repeats),
+		cmocka_unit_test(config_parse_checks_damp_range),
 		cmocka_unit_test(six_db_per_bit),
 		cmocka_unit_test(gptq_beats_rtn_on_output_error),
 		cmocka_unit_test(gptq_non_pd_hessian_is_damped),

@@ -22,6 +22,16 @@ struct atomic_file {
 /* Installs the signal handlers that remove registered temporary files. Idempotent. */
 void atomic_install_signal_cleanup(void);
 
+/* Checks, without writing anything, that a new entry can be created next to path:
+ * the name is not empty and does not end in '/', and its directory exists and
+ * accepts new files. Lets a long job reject a bad output name before it starts. */
+int atomic_check_directory(const char *path, struct error *err);
+/* Checks, without writing anything, that atomic_file_open and commit can replace
+ * path: atomic_check_directory holds, and path does not exist or is a regular file
+ * or a symbolic link to one (then for the linked file's directory). A later failure
+ * (a full disk, a directory changed meanwhile) is still possible. */
+int atomic_check_destination(const char *path, struct error *err);
+
 /* Creates a temporary file next to path and opens it for writing. */
 int atomic_file_open(struct atomic_file *file, const char *path, struct error *err);
 /* Flushes, fsyncs and renames the temporary file over the destination, then fsyncs
@@ -42,6 +52,10 @@ void atomic_forget(int slot);
 /* Returns nonzero once SIGINT, SIGTERM or SIGHUP has been received while the
  * handlers were deferring (see atomic_defer_signals). */
 int atomic_interrupted(void);
+/* Returns the signal that atomic_interrupted reported, or 0 if none arrived while
+ * deferring. It stays set after atomic_defer_signals(0), so that the program can
+ * exit with 128 plus the signal number once the job has cleaned up. */
+int atomic_deferred_signal_number(void);
 /* With defer set, a signal only sets the flag that atomic_interrupted reads, so that a
  * long job can stop at a safe point and clean up itself. */
 void atomic_defer_signals(int defer);

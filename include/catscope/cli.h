@@ -26,6 +26,10 @@ int cli_replay(int argc, char **argv);
 /* Prints "catscope COMMAND: message" and a hint to run --help; returns 2. */
 int cli_usage_error(const char *command, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Prints the usage error for what getopt_long returned as code ('?' or ':'), naming
+ * the option, and returns 2. The option string must start with ':' so that getopt
+ * prints nothing itself. */
+int cli_option_error(const char *command, int code, int argc, char *const *argv);
 /* Prints "catscope: message" for a failure; returns 1. */
 int cli_fail(const struct error *err);
 
@@ -33,12 +37,25 @@ int cli_fail(const struct error *err);
 int cli_parse_int(const char *command, const char *option, const char *text, int min, int max,
 		  int *out);
 
+/* The quantizer options seen so far on one command line, with their values, so that
+ * a repeat or a conflict (--wbits 4 --weights 8) is rejected instead of the last
+ * value silently winning. Start from all NULL. */
+struct cli_quant_given {
+	const char *transform;
+	const char *weight_bits_option; /* "--wbits" or "--weights" */
+	const char *weight_bits;
+	const char *act_bits_option;    /* "--abits" or "--acts" */
+	const char *act_bits;
+};
+
 /* Applies one of the quantizer options shared by report, eval and the explorer, named
  * by its getopt code: 't' --transform (spec may be NULL where it is not accepted),
  * 'W' --wbits, 'A' --abits, 'w' --weights, 'a' --acts, 'g' --gptq. Prints a usage
- * error and returns -1 on a bad value. */
+ * error and returns -1 on a bad value, a repeated option or a second option that sets
+ * the same bit width. */
 int cli_parse_quant_option(const char *command, int code, const char *value,
-			   struct transform_spec *spec, struct quant_config *quant);
+			   struct cli_quant_given *given, struct transform_spec *spec,
+			   struct quant_config *quant);
 
 /* The getopt_long entries of those options, with the codes cli_parse_quant_option takes. */
 #define CLI_QUANTIZER_OPTIONS \
@@ -55,6 +72,13 @@ int cli_parse_dtype(const char *command, const char *text, enum simulation_stora
 
 /* Reads and concatenates text files into one newly allocated buffer. */
 char *cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *err);
+/* Fails with a message that names the text files and a --ctx that fits when their
+ * n_ids tokens do not fill one window of ctx tokens. */
+int cli_check_text_windows(char *const *paths, int n_paths, size_t n_ids, int ctx,
+			   struct error *err);
+/* Fails with a message giving the largest usable --ctx if ctx exceeds the model's
+ * context. */
+int cli_check_ctx(const struct model *model, int ctx, struct error *err);
 /* Tokenizes the text with the model's convention (BOS at the start only). */
 int cli_tokenize(const struct model *model, const char *text, size_t length, int32_t **ids,
 		 size_t *n_ids, struct error *err);

@@ -56,16 +56,21 @@ struct quant_config {
 #define QUANT_FLAG_HESSIAN_DAMPED 0x1u /* GPTQ raised the dampening to factorise H */
 #define QUANT_FLAG_DEAD_INPUTS    0x2u /* GPTQ found zero Hessian diagonal entries */
 
+/* The largest GPTQ dampening quant_config_parse accepts, as a fraction of the mean
+ * Hessian diagonal. */
+#define QUANT_DAMP_MAX 1.0
+
 /* W4 per channel symmetric RTN, A4 per token symmetric, damp 0.01. */
 void quant_config_default(struct quant_config *qc);
 
 /* Parses "<bits>[:sym|:asym][:g<size>][:clip=<ratio>]" or "none", for example
- * "4", "8:asym", "4:g128:clip=0.9". */
+ * "4", "8:asym", "4:g128:clip=0.9". Each field may be given once. */
 int quant_params_parse(const char *text, struct quant_params *p, struct error *err);
 /* Parses a whole configuration: comma-separated items "w<params>" and "a<params>" (the
  * quant_params_parse syntax after the letter), "rtn" or "gptq", "clip-search" and
  * "damp=<fraction>", such as "w4:g128,a8:asym,gptq". The shorthand "w4a4" sets both bit
- * widths. Items left out keep the quant_config_default values. */
+ * widths. Items left out keep the quant_config_default values. An item that sets a
+ * field already set (such as "w4,w8" or "rtn,gptq") is an error. */
 int quant_config_parse(const char *text, struct quant_config *qc, struct error *err);
 /* Writes the canonical text of qc (as accepted by quant_config_parse) into buf. */
 void quant_config_format(const struct quant_config *qc, char *buf, int size);

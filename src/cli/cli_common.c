@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <unistd.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -28,6 +29,25 @@ cli_usage_error(const char *command, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nRun 'catscope %s --help' for usage.\n", command);
 	return 2;
+}
+
+int
+cli_option_error(const char *command, int code, int argc, char *const *argv)
+{
+	/* getopt_long leaves optind just past the offending argument. */
+	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : argv[argc - 1];
+	int length = (int)strcspn(arg, "=");
+
+	if (code == ':') {
+		if (strncmp(arg, "--", 2) == 0)
+			return cli_usage_error(command, "%.*s needs a value", length, arg);
+		return cli_usage_error(command, "-%c needs a value", optopt);
+	}
+	if (strncmp(arg, "--", 2) == 0)
+		return cli_usage_error(command, "unknown or ambiguous option '%.*s'", length, arg);
+	if (optopt != 0)
+		return cli_usage_error(command, "unknown option '-%c'", optopt);
+	return cli_usage_error(command, "unknown option '%s'", arg);
 }
 
 int
@@ -105,41 +125,109 @@ cli_read_texts(char *const *paths, int n_paths, size_t *length, struct error *er
 }
 
 int
+cli_check_text_windows(char *const *paths, int n_paths, size_t n_ids, int ctx, struct error *err)
+{
+	char names[512];
+
+	if (n_ids >= (size_t)ctx)
+		return 0;
+	if (n_paths == 1)
+		snprintf(names, sizeof(names), "%s", paths[0]);
+	else
+		snprintf(names, sizeof(names), "%s and %d other text file%s", paths[0], n_paths - 1,
+			 n_paths == 2 ? "" : "s");
+	/* A window needs two tokens: one to predict from and one to score. */
+	if (n_ids < 2)
+		return error_set(err, "%s: the text has %zu token%s, fewer than one window of %d; "
+				 "pass a longer text", names, n_ids, n_ids == 1 ? "" : "s", ctx);
+	return error_set(err, "%s: the text has %zu tokens, fewer than one window of %d; use "
+			 "--ctx %zu or less, or a longer text", names, n_ids, ctx, n_ids);
+}
+
+int
+cli_check_ctx(const struct model *model, int ctx, struct error *err)
+{
+	if (ctx <= model->config.context_length)
+		return 0;
+	return error_set(err, "--ctx %d is longer than the model's context of %d tokens; use --ctx "
+			 "%d or less", ctx, model->config.context_length, model->config.context_length);
+}
+
+int
 cli_tokenize(const struct model *model, const char *text, size_t length, int32_t **ids,
 	     size_t *n_ids, struct error *err)
 {
 	return tokenizer_encode(model->tokenizer, text, length, true, ids, n_ids, err);
 }
 
+/* Rejects a second value for one setting. first is the value that first_option gave
+ * it earlier, or NULL if none did. The message names both options because they may
+ * differ, as --wbits and --weights do. */
+static int
+cli_reject_repeat(const char *command, const char *first_option, const char *first,
+		  const char *option, const char *value, const char *setting)
+{
+	if (first == NULL)
+		return 0;
+	if (strcmp(first_option, option) == 0)
+		cli_usage_error(command, "%s given twice ('%s' and '%s'); give it once", option,
+				first, value);
+	else
+		cli_usage_error(command, "%s '%s' and %s '%s' both set the %s; give one of them",
+				first_option, first, option, value, setting);
+	return -1;
+}
+
 int
 cli_parse_quant_option(const char *command, int code, const char *value,
-		       struct transform_spec *spec, struct quant_config *quant)
+		       struct cli_quant_given *given, struct transform_spec *spec,
+		       struct quant_config *quant)
 {
 	struct error err;
 	int bits;
+	bool weight = code == 'W' || code == 'w';
+	const char *option;
+	const char **bits_option = weight ? &given->weight_bits_option : &given->act_bits_option;
+	const char **bits_value = weight ? &given->weight_bits : &given->act_bits;
+	const char *setting = weight ? "weight bit width" : "activation bit width";
 
 	switch (code) {
 	case 't':
-		if (spec == NULL || transform_spec_parse(value, spec, &err) != 0)
-			return cli_usage_error(command, "%s", spec ? err.message : "--transform is not accepted"), -1;
+		if (spec == NULL)
+			return cli_usage_error(command, "--transform is not accepted"), -1;
+		if (cli_reject_repeat(command, "--transform", given->transform, "--transform", value,
+				      "transform") != 0)
+			return -1;
+		if (transform_spec_parse(value, spec, &err) != 0)
+			return cli_usage_error(command, "--transform: %s", err.message), -1;
+		given->transform = value;
 		return 0;
 	case 'W':
 	case 'A':
-		if (cli_parse_int(command, code == 'W' ? "--wbits" : "--abits", value, 2, 8, &bits) != 0)
+		option = code == 'W' ? "--wbits" : "--abits";
+		if (cli_reject_repeat(command, *bits_option, *bits_value, option, value, setting) != 0)
+			return -1;
+		if (cli_parse_int(command, option, value, 2, 8, &bits) != 0)
 			return -1;
 		(code == 'W' ? &quant->weight : &quant->act)->bits = bits;
-		return 0;
+		break;
 	case 'w':
 	case 'a':
+		option = code == 'w' ? "--weights" : "--acts";
+		if (cli_reject_repeat(command, *bits_option, *bits_value, option, value, setting) != 0)
+			return -1;
 		if (quant_params_parse(value, code == 'w' ? &quant->weight : &quant->act, &err) != 0)
-			return cli_usage_error(command, "%s", err.message), -1;
-		return 0;
+			return cli_usage_error(command, "%s: %s", option, err.message), -1;
+		break;
 	case 'g':
 		quant->rounding = QUANT_GPTQ;
 		return 0;
 	default:
 		return cli_usage_error(command, "unknown option"), -1;
 	}
+	*bits_option = option;
+	*bits_value = value;
+	return 0;
 }
 
 int

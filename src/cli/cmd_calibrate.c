@@ -107,7 +107,7 @@ cli_calibrate(int argc, char **argv)
 	int rc;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
 		switch (opt) {
 		case 'o':
 			output = optarg;
@@ -134,24 +134,42 @@ cli_calibrate(int argc, char **argv)
 			fputs(calibrate_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("calibrate", "unknown option");
+			return cli_option_error("calibrate", opt, argc, argv);
 		}
 	}
 	if (argc - optind < 2)
 		return cli_usage_error("calibrate", "expected a model and at least one text file");
 	if (output == NULL)
 		return cli_usage_error("calibrate", "missing -o CACHE, the file to write");
+	/* Calibrating a large model can take hours, so a cache that could never be written
+	 * must fail now. */
+	if (atomic_check_destination(output, &err) != 0) {
+		error_prefix(&err, "-o");
+		return cli_fail(&err);
+	}
 
 	model = model_load(argv[optind], &err);
 	if (model == NULL)
 		return cli_fail(&err);
 	if (!ctx_given && ctx > model->config.context_length)
 		ctx = model->config.context_length;
+	if (cli_check_ctx(model, ctx, &err) != 0) {
+		model_free(model);
+		return cli_fail(&err);
+	}
+	if (calib.max_tokens != 0 && calib.max_tokens < (uint64_t)ctx) {
+		model_free(model);
+		fprintf(stderr, "catscope: --tokens %" PRIu64 " is less than one window of %d tokens; "
+			"raise --tokens or lower --ctx\n", calib.max_tokens, ctx);
+		return 1;
+	}
 	/* NOTE: as in eval, the whole text and its token ids (4 bytes per token) stay in
 	 * memory, so RSS grows with the input size but not with --tokens. */
 	text = cli_read_texts(argv + optind + 1, argc - optind - 1, &length, &err);
-	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0) {
+	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0 ||
+	    cli_check_text_windows(argv + optind + 1, argc - optind - 1, n_ids, ctx, &err) != 0) {
 		free(text);
+		free(ids);
 		model_free(model);
 		return cli_fail(&err);
 	}

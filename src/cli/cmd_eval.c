@@ -73,6 +73,7 @@ cli_eval(int argc, char **argv)
 	const char *calib = NULL;
 	struct transform_spec spec;
 	struct quant_config quant;
+	struct cli_quant_given given = { 0 };
 	struct analysis *analysis = NULL;
 	struct simulation *sim = NULL;
 	struct export_runtime *runtime = NULL;
@@ -92,7 +93,7 @@ cli_eval(int argc, char **argv)
 	quant_config_default(&quant);
 	transform_spec_parse("none", &spec, &err);
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			if (cli_parse_int("eval", "--ctx", optarg, 2, 1 << 20, &ctx) != 0)
@@ -108,7 +109,7 @@ cli_eval(int argc, char **argv)
 		case 'w':
 		case 'a':
 		case 'g':
-			if (cli_parse_quant_option("eval", opt, optarg, &spec, &quant) != 0)
+			if (cli_parse_quant_option("eval", opt, optarg, &given, &spec, &quant) != 0)
 				return 2;
 			quant_given = 1;
 			break;
@@ -131,7 +132,7 @@ cli_eval(int argc, char **argv)
 			fputs(eval_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("eval", "unknown option");
+			return cli_option_error("eval", opt, argc, argv);
 		}
 	}
 	if (argc - optind < 2)
@@ -173,15 +174,15 @@ cli_eval(int argc, char **argv)
 	}
 	if (!ctx_given && ctx > model->config.context_length)
 		ctx = model->config.context_length;
-	if (ctx > model->config.context_length) {
-		fprintf(stderr, "catscope: --ctx %d is longer than the model's context of %d tokens\n", ctx,
-			model->config.context_length);
+	if (cli_check_ctx(model, ctx, &err) != 0) {
 		eval_release(&ws, analysis, sim, runtime);
-		return 1;
+		return cli_fail(&err);
 	}
 	text = cli_read_texts(argv + optind + 1, argc - optind - 1, &length, &err);
-	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0) {
+	if (text == NULL || cli_tokenize(model, text, length, &ids, &n_ids, &err) != 0 ||
+	    cli_check_text_windows(argv + optind + 1, argc - optind - 1, n_ids, ctx, &err) != 0) {
 		free(text);
+		free(ids);
 		eval_release(&ws, analysis, sim, runtime);
 		return cli_fail(&err);
 	}

@@ -98,6 +98,7 @@ cli_explore(int argc, char **argv)
 	struct workspace ws;
 	struct analysis *a;
 	struct quant_config qc;
+	struct cli_quant_given given = { 0 };
 	const char *slash;
 	int rc;
 
@@ -105,7 +106,7 @@ cli_explore(int argc, char **argv)
 
 	/* argv[0] is MODEL, so getopt starts after it and the options follow it. */
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			calib = optarg;
@@ -128,18 +129,18 @@ cli_explore(int argc, char **argv)
 		case 'A':
 		case 'w':
 		case 'g':
-			if (cli_parse_quant_option("explore", opt, optarg, NULL, &qc) != 0)
+			if (cli_parse_quant_option("explore", opt, optarg, &given, NULL, &qc) != 0)
 				return 2;
 			break;
 		case 'x':
-			if (cli_parse_quant_option("explore", 'a', optarg, NULL, &qc) != 0)
+			if (cli_parse_quant_option("explore", 'a', optarg, &given, NULL, &qc) != 0)
 				return 2;
 			break;
 		case 'h':
 			fputs(explore_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("explore", "unknown option");
+			return cli_option_error("explore", opt, argc, argv);
 		}
 	}
 	if (optind != argc)

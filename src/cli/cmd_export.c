@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "catscope/alloc.h"
+#include "catscope/atomicfile.h"
 #include "catscope/cli.h"
 #include "catscope/session.h"
 #include "catscope/export.h"
@@ -25,7 +26,8 @@ static const char export_usage[] =
 	"\n"
 	"  --calib CACHE        calibration cache of the model (required)\n"
 	"  --transform SPEC     transform of every site (default none)\n"
-	"  --site NAME=SPEC     transform of one site, such as blk.0.ffn_down=cat:64; repeatable\n"
+	"  --site NAME=SPEC     transform of one site, such as blk.0.ffn_down=cat:64;\n"
+	"                       repeatable, once per site\n"
 	"  --wbits B, --abits B bit widths (default 4 and 4); packed weights need 2, 4 or 8\n"
 	"  --weights P, --acts P  full quantizer settings, as for catscope report\n"
 	"  --gptq               round weights with GPTQ\n"
@@ -72,9 +74,11 @@ export_parse_size(const char *text, uint64_t *out)
 	return 0;
 }
 
-/* Applies "blk.N.KIND=SPEC" to one site of the analysis. */
+/* Applies "blk.N.KIND=SPEC" to one site of the analysis. given[i] is the --site text
+ * already applied to site i, or NULL, so that a second one for the same site is
+ * rejected instead of replacing the first. */
 static int
-export_apply_site(struct analysis *a, const char *text)
+export_apply_site(struct analysis *a, const char *text, const char **given)
 {
 	const char *eq = strchr(text, '=');
 	struct transform_spec spec;
@@ -89,11 +93,18 @@ export_apply_site(struct analysis *a, const char *text)
 		return cli_usage_error("export", "--site %s: the model has blocks 0 to %d", text,
 				       a->model->config.n_layers - 1);
 	for (int k = 0; k < SITE_KIND_COUNT; k++) {
+		int site = analysis_site_index(block, (enum site_kind)k);
+
 		if (strcmp(kind, site_kind_name((enum site_kind)k)) != 0)
 			continue;
+		if (given[site] != NULL)
+			return cli_usage_error("export", "--site blk.%d.%s given twice ('%s' and '%s'); "
+					       "give each site once", block, kind,
+					       strchr(given[site], '=') + 1, eq + 1);
 		if (transform_spec_parse(eq + 1, &spec, &err) != 0)
 			return cli_usage_error("export", "--site %s: %s", text, err.message);
-		analysis_set_transform(a, analysis_site_index(block, (enum site_kind)k), &spec);
+		analysis_set_transform(a, site, &spec);
+		given[site] = text;
 		return 0;
 	}
 	return cli_usage_error("export", "--site %s: unknown site kind '%s'; expected attn_in, "
@@ -121,6 +132,7 @@ cli_export(int argc, char **argv)
 	struct export_summary summary;
 	struct transform_spec spec;
 	struct quant_config quant;
+	struct cli_quant_given given = { 0 };
 	struct workspace ws;
 	struct analysis *analysis;
 	const char *session_path = NULL;
@@ -128,6 +140,7 @@ cli_export(int argc, char **argv)
 	struct error err;
 	const char *output = NULL;
 	const char **site_specs = NULL;
+	const char **site_given;
 	int n_site_specs = 0;
 	bool quant_given = false;
 	int opt_code, rc;
@@ -136,7 +149,7 @@ cli_export(int argc, char **argv)
 	quant_config_default(&quant);
 	transform_spec_parse("none", &spec, &err);
 	optind = 1;
-	while ((opt_code = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
+	while ((opt_code = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
 		switch (opt_code) {
 		case 'C':
 			opt.calib_path = optarg;
@@ -147,7 +160,8 @@ cli_export(int argc, char **argv)
 		case 'w':
 		case 'a':
 		case 'g':
-			if (cli_parse_quant_option("export", opt_code, optarg, &spec, &quant) != 0) {
+			if (cli_parse_quant_option("export", opt_code, optarg, &given, &spec,
+						   &quant) != 0) {
 				free(site_specs);
 				return 2;
 			}
@@ -206,7 +220,7 @@ cli_export(int argc, char **argv)
 			return 0;
 		default:
 			free(site_specs);
-			return cli_usage_error("export", "unknown option");
+			return cli_option_error("export", opt_code, argc, argv);
 		}
 	}
 	if (argc - optind != 1 || output == NULL || opt.calib_path == NULL) {
@@ -214,6 +228,13 @@ cli_export(int argc, char **argv)
 		return cli_usage_error("export", "expected one model, --calib CACHE and -o DIR");
 	}
 
+	/* The model and the cache load first, so a directory that could never be
+	 * created must fail before. */
+	if (atomic_check_directory(output, &err) != 0) {
+		free(site_specs);
+		error_prefix(&err, "-o");
+		return cli_fail(&err);
+	}
 	if (session_path != NULL && (quant_given || n_site_specs > 0)) {
 		free(site_specs);
 		return cli_usage_error("export", "--session sets the transforms and the quantizer; "
@@ -244,16 +265,15 @@ cli_export(int argc, char **argv)
 		for (int i = 0; i < analysis->n_sites; i++)
 			analysis_set_transform(analysis, i, &spec);
 	}
+	site_given = alloc_array((size_t)analysis->n_sites, sizeof(*site_given));
+	for (int i = 0; i < analysis->n_sites; i++)
+		site_given[i] = NULL;
 	for (int i = 0; i < n_site_specs && rc == 0; i++)
-		rc = export_apply_site(analysis, site_specs[i]);
+		rc = export_apply_site(analysis, site_specs[i], site_given);
+	free(site_given);
 	free(site_specs);
-	if (rc == 0 && export_write(analysis, &opt, output, &summary, &err) != 0) {
-		bool interrupted = strcmp(err.message, "interrupted") == 0;
-
+	if (rc == 0 && export_write(analysis, &opt, output, &summary, &err) != 0)
 		rc = cli_fail(&err);
-		if (interrupted)
-			rc = 130;
-	}
 	if (rc == 0) {
 		char wtext[64], atext[64], ttext[64];
 

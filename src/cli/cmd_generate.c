@@ -51,7 +51,7 @@ cli_generate(int argc, char **argv)
 	size_t printed = 0;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "n:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":n:h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			prompt = optarg;
@@ -64,7 +64,7 @@ cli_generate(int argc, char **argv)
 			fputs(generate_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("generate", "unknown option");
+			return cli_option_error("generate", opt, argc, argv);
 		}
 	}
 	if (argc - optind != 1)
@@ -90,9 +90,11 @@ cli_generate(int argc, char **argv)
 	const struct model_config *c = &model->config;
 	int capacity = c->context_length;
 
+	/* The prompt includes BOS, and one position must stay free for the first new token. */
 	if (n_ids == 0 || n_ids >= (size_t)capacity) {
-		fprintf(stderr, "catscope: the prompt has %zu tokens; it must have between 1 and %d\n",
-			n_ids, capacity - 1);
+		fprintf(stderr, "catscope: --prompt: the prompt has %zu tokens, but %s has a context "
+			"of %d; shorten the prompt to at most %d tokens\n", n_ids, argv[optind],
+			capacity, capacity - 1);
 		free(ids);
 		export_runtime_free(runtime);
 		model_free(model);

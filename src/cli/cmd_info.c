@@ -72,7 +72,7 @@ cli_info(int argc, char **argv)
 	int opt;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'm':
 			model_path = optarg;
@@ -81,7 +81,7 @@ cli_info(int argc, char **argv)
 			fputs(info_usage, stdout);
 			return 0;
 		default:
-			return cli_usage_error("info", "unknown option");
+			return cli_option_error("info", opt, argc, argv);
 		}
 	}
 	if (argc - optind != 1)

@@ -67,7 +67,7 @@ replay_parse(int argc, char **argv, struct replay_request *req)
 
 	memset(req, 0, sizeof(*req));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'b':
 			req->batch = true;
@@ -99,7 +99,7 @@ replay_parse(int argc, char **argv, struct replay_request *req)
 			fputs(replay_usage, stdout);
 			return 1;
 		default:
-			return cli_usage_error("replay", "unknown option");
+			return cli_option_error("replay", opt, argc, argv);
 		}
 	}
 	if (argc - optind != 1)

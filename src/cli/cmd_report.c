@@ -52,11 +52,12 @@ report_parse(int argc, char **argv, struct report_request *req)
 	};
 	struct error err;
 	int opt;
+	struct cli_quant_given given = { 0 };
 
 	memset(req, 0, sizeof(*req));
 	quant_config_default(&req->quant);
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			req->calib = optarg;
@@ -71,7 +72,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 		case 'W':
 		case 'A':
 		case 'g':
-			if (cli_parse_quant_option("report", opt, optarg, NULL, &req->quant) != 0)
+			if (cli_parse_quant_option("report", opt, optarg, &given, NULL, &req->quant) != 0)
 				return 2;
 			break;
 		case 's':
@@ -85,7 +86,7 @@ report_parse(int argc, char **argv, struct report_request *req)
 			fputs(report_usage, stdout);
 			return 1;
 		default:
-			return cli_usage_error("report", "unknown option");
+			return cli_option_error("report", opt, argc, argv);
 		}
 	}
 	if (argc - optind != 1)

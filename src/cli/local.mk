@@ -8,5 +8,5 @@ catscope_SOURCES += src/cli/cmd_replay.c
 noinst_HEADERS += include/catscope/report.h
 noinst_HEADERS += include/catscope/cli.h
 dist_man_MANS += man/catscope.1
-CS_SCRIPT_TESTS += tests/report_cli.sh
-EXTRA_DIST += tests/report_cli.sh
+CS_SCRIPT_TESTS += tests/report_cli.sh tests/cli_errors.sh
+EXTRA_DIST += tests/report_cli.sh tests/cli_errors.sh

@@ -80,6 +80,11 @@ main(int argc, char **argv)
 
 	atomic_install_signal_cleanup();
 	rc = cli_dispatch(argc, argv);
+	/* A job that deferred a signal stopped and cleaned up itself. Its status is the one
+	 * a shell reports for a process ended by that signal (130 for SIGINT), so that it
+	 * matches a signal outside such a job, which the handler re-raises. */
+	if (rc != 0 && atomic_deferred_signal_number() != 0)
+		rc = 128 + atomic_deferred_signal_number();
 	/* Output that never arrived (a full disk, a closed pipe) must not look like success. */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "catscope: writing the output failed: %s\n", strerror(errno));

@@ -21,6 +21,8 @@ static char atomic_paths[ATOMIC_SLOTS][PATH_MAX];
 static volatile sig_atomic_t atomic_is_directory[ATOMIC_SLOTS];
 static volatile sig_atomic_t atomic_used[ATOMIC_SLOTS];
 static volatile sig_atomic_t atomic_signal_seen;
+/* Unlike atomic_signal_seen, kept after deferring ends, for the exit status. */
+static volatile sig_atomic_t atomic_deferred_signal;
 static volatile sig_atomic_t atomic_deferring;
 
 static void
@@ -44,6 +46,7 @@ atomic_on_signal(int signo)
 {
 	if (atomic_deferring && !atomic_signal_seen) {
 		atomic_signal_seen = 1;
+		atomic_deferred_signal = signo;
 		return;
 	}
 	atomic_remove_registered();
@@ -97,6 +100,12 @@ atomic_interrupted(void)
 	return atomic_signal_seen;
 }
 
+int
+atomic_deferred_signal_number(void)
+{
+	return atomic_deferred_signal;
+}
+
 void
 atomic_defer_signals(int defer)
 {
@@ -144,6 +153,48 @@ atomic_destination(const char *path, struct error *err)
 	}
 	error_set(err, "%s: exists and is not a regular file; choose another output name", path);
 	return NULL;
+}
+
+int
+atomic_check_directory(const char *path, struct error *err)
+{
+	char *dir;
+	struct stat st;
+	int rc = 0;
+
+	if (path[0] == '\0')
+		return error_set(err, "the output name is empty; give a file or directory name");
+	if (path[strlen(path) - 1] == '/')
+		return error_set(err, "%s: the output name ends with '/'; give the name without it",
+				 path);
+	dir = atomic_directory_of(path);
+	if (stat(dir, &st) != 0)
+		rc = error_set(err, "%s: cannot use the directory %s: %s; create it or choose another "
+			       "output name", path, dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		rc = error_set(err, "%s: %s is not a directory; choose another output name", path, dir);
+	else if (access(dir, W_OK | X_OK) != 0)
+		rc = error_set(err, "%s: cannot create files in the directory %s: %s; choose another "
+			       "output name", path, dir, strerror(errno));
+	free(dir);
+	return rc;
+}
+
+int
+atomic_check_destination(const char *path, struct error *err)
+{
+	char *resolved;
+	int rc;
+
+	if (atomic_check_directory(path, err) != 0)
+		return -1;
+	resolved = atomic_destination(path, err);
+	if (resolved == NULL)
+		return -1;
+	/* A link may point into another directory, which is where the file is written. */
+	rc = strcmp(resolved, path) == 0 ? 0 : atomic_check_directory(resolved, err);
+	free(resolved);
+	return rc;
 }
 
 int

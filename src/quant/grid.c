@@ -1,6 +1,8 @@
 /* The integer grids, fake quantization and integer codes. */
 #include "config.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,9 @@ int
 quant_params_parse(const char *text, struct quant_params *p, struct error *err)
 {
 	char buf[128], *save = NULL, *tok;
+	/* The token that set each field, kept so that a repeat is rejected instead of
+	 * silently replacing it. They point into buf, where strtok_r ends each with NUL. */
+	const char *mode_token = NULL, *group_token = NULL, *clip_token = NULL;
 
 	*p = (struct quant_params){ .bits = 0, .mode = QUANT_SYMMETRIC, .clip = 1.0f };
 	if (strcmp(text, "none") == 0)
@@ -46,21 +51,44 @@ quant_params_parse(const char *text, struct quant_params *p, struct error *err)
 		return error_set(err, "quantizer \"%.40s...\" is too long", text);
 	strcpy(buf, text);
 	for (tok = strtok_r(buf, ":", &save); tok != NULL; tok = strtok_r(NULL, ":", &save)) {
+		const char **seen = NULL;
+		const char *field = NULL;
 		char *end;
+		long value;
+
+		if (strcmp(tok, "sym") == 0 || strcmp(tok, "asym") == 0) {
+			seen = &mode_token;
+			field = "mode";
+		} else if (tok[0] == 'g' && tok != buf) {
+			seen = &group_token;
+			field = "group size";
+		} else if (strncmp(tok, "clip=", 5) == 0) {
+			seen = &clip_token;
+			field = "clip ratio";
+		}
+		if (seen != NULL && *seen != NULL)
+			return error_set(err, "quantizer \"%s\" sets the %s twice (%s and %s); give "
+					      "it once", text, field, *seen, tok);
+		if (seen != NULL)
+			*seen = tok;
 
 		if (tok == buf) {
-			p->bits = (int)strtol(tok, &end, 10);
-			if (*end != '\0' || end == tok)
+			errno = 0;
+			value = strtol(tok, &end, 10);
+			if (*end != '\0' || end == tok || errno != 0 || value < INT_MIN || value > INT_MAX)
 				return error_set(err, "invalid quantizer \"%s\": expected a bit width "
 						      "first, as in \"4:g128\"", text);
+			p->bits = (int)value;
 		} else if (strcmp(tok, "sym") == 0) {
 			p->mode = QUANT_SYMMETRIC;
 		} else if (strcmp(tok, "asym") == 0) {
 			p->mode = QUANT_ASYMMETRIC;
 		} else if (tok[0] == 'g') {
-			p->group_size = (int)strtol(tok + 1, &end, 10);
-			if (*end != '\0' || end == tok + 1)
+			errno = 0;
+			value = strtol(tok + 1, &end, 10);
+			if (*end != '\0' || end == tok + 1 || errno != 0 || value < 0 || value > INT_MAX)
 				return error_set(err, "invalid group size \"%s\" in \"%s\"", tok, text);
+			p->group_size = (int)value;
 		} else if (strncmp(tok, "clip=", 5) == 0) {
 			p->clip = strtof(tok + 5, &end);
 			if (*end != '\0' || end == tok + 5)
@@ -82,6 +110,9 @@ quant_config_parse(const char *text, struct quant_config *qc, struct error *err)
 {
 	char buf[256], *save = NULL, *item;
 	int wbits, abits, used;
+	/* The item that set each field. They point into buf, as in quant_params_parse. */
+	const char *weight_item = NULL, *act_item = NULL, *rounding_item = NULL;
+	const char *clip_search_item = NULL, *damp_item = NULL;
 
 	quant_config_default(qc);
 	if (strlen(text) >= sizeof(buf))
@@ -97,7 +128,34 @@ quant_config_parse(const char *text, struct quant_config *qc, struct error *err)
 	}
 	strcpy(buf, text);
 	for (item = strtok_r(buf, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+		const char **seen;
+		const char *field;
 		char *end;
+
+		if (item[0] == 'w') {
+			seen = &weight_item;
+			field = "weight quantizer";
+		} else if (item[0] == 'a') {
+			seen = &act_item;
+			field = "activation quantizer";
+		} else if (strcmp(item, "rtn") == 0 || strcmp(item, "gptq") == 0) {
+			seen = &rounding_item;
+			field = "rounding";
+		} else if (strcmp(item, "clip-search") == 0) {
+			seen = &clip_search_item;
+			field = "clip search";
+		} else if (strncmp(item, "damp=", 5) == 0) {
+			seen = &damp_item;
+			field = "GPTQ dampening";
+		} else {
+			return error_set(err, "unknown item \"%s\" in quantizer configuration \"%s\"; "
+					      "expected w<bits>..., a<bits>..., rtn, gptq, clip-search "
+					      "or damp=<fraction>", item, text);
+		}
+		if (*seen != NULL)
+			return error_set(err, "quantizer configuration \"%s\" sets the %s twice (%s "
+					      "and %s); give it once", text, field, *seen, item);
+		*seen = item;
 
 		if (item[0] == 'w' || item[0] == 'a') {
 			struct quant_params *p = item[0] == 'w' ? &qc->weight : &qc->act;
@@ -112,15 +170,16 @@ quant_config_parse(const char *text, struct quant_config *qc, struct error *err)
 			qc->rounding = QUANT_GPTQ;
 		} else if (strcmp(item, "clip-search") == 0) {
 			qc->clip_search = true;
-		} else if (strncmp(item, "damp=", 5) == 0) {
-			qc->gptq_damp = strtod(item + 5, &end);
-			if (*end != '\0' || end == item + 5 || !(qc->gptq_damp >= 0))
-				return error_set(err, "invalid dampening \"%s\" in \"%s\"; expected a "
-						      "fraction >= 0", item + 5, text);
 		} else {
-			return error_set(err, "unknown item \"%s\" in quantizer configuration \"%s\"; "
-					      "expected w<bits>..., a<bits>..., rtn, gptq, clip-search "
-					      "or damp=<fraction>", item, text);
+			/* GPTQ adds damp times the mean diagonal to the Hessian and raises it tenfold
+			 * when the factorisation fails, so 0 could never recover, and above 1 the
+			 * added term would outweigh the Hessian's own diagonal on average. */
+			qc->gptq_damp = strtod(item + 5, &end);
+			if (*end != '\0' || end == item + 5 || !isfinite(qc->gptq_damp) ||
+			    !(qc->gptq_damp > 0 && qc->gptq_damp <= QUANT_DAMP_MAX))
+				return error_set(err, "invalid dampening \"%s\" in \"%s\"; expected a "
+						      "fraction of the mean Hessian diagonal in (0, %g]",
+						      item + 5, text, QUANT_DAMP_MAX);
 		}
 	}
 	return 0;

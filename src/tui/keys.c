@@ -229,6 +229,22 @@ open_view(struct tui *t, enum tui_view view)
 }
 
 void
+tui_handle_text(struct tui *t, wchar_t ch)
+{
+	/* NOTE: the save and export prompts take ASCII only, so a non-ASCII character
+	 * typed there is dropped. */
+	if (t->prompt != TUI_PROMPT_NONE)
+		return;
+	if (t->editing_filter) {
+		tui_filter_text(t, ch);
+		return;
+	}
+	/* Any key leaves the help. */
+	if (t->view == TUI_VIEW_HELP)
+		t->view = t->previous_view;
+}
+
+void
 tui_handle_key(struct tui *t, int key)
 {
 	int page = tui_table_visible_rows(t) - 1;

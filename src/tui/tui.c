@@ -52,6 +52,23 @@ tui_terminal_available(void)
 	return isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 }
 
+/* Reads one key or character and acts on it. Returns false if none was typed. It
+ * uses get_wch because getch splits a UTF-8 character into separate bytes. */
+static bool
+tui_take_input(struct tui *t)
+{
+	wint_t input;
+	int rc = get_wch(&input);
+
+	if (rc == ERR)
+		return false;
+	if (rc == KEY_CODE_YES || input < 0x80)
+		tui_handle_key(t, (int)input);
+	else
+		tui_handle_text(t, (wchar_t)input);
+	return true;
+}
+
 int
 tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 {
@@ -87,22 +104,16 @@ tui_run(struct analysis *a, const struct tui_options *opt, struct error *err)
 		tui_status_set(t, true, "%s", opt->notice);
 
 	while (!t->quit) {
-		int key;
-
 		t->frame++;
 		tui_jobs_poll(t);
 		tui_table_refresh(t);
 		tui_draw(t);
-		key = getch();
-		if (key != ERR) {
-			tui_handle_key(t, key);
+		if (tui_take_input(t)) {
 			/* Take every key already typed before drawing again, so that a held
 			 * key or a burst from a script never lags behind. */
 			timeout(0);
-			while (!t->quit && (key = getch()) != ERR) {
+			while (!t->quit && tui_take_input(t))
 				tui_table_refresh(t);
-				tui_handle_key(t, key);
-			}
 			timeout(100);
 		}
 	}

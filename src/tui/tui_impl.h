@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <wchar.h>
 
 #include "catscope/analysis.h"
 #include "catscope/export.h"
@@ -269,6 +270,8 @@ void tui_help_draw(struct tui *t);
 
 /* keys.c */
 void tui_handle_key(struct tui *t, int key);
+/* Acts on a typed non-ASCII character: text for the filter, otherwise no command. */
+void tui_handle_text(struct tui *t, wchar_t ch);
 void tui_undo_free(struct tui *t);
 
 /* save.c */
@@ -283,6 +286,8 @@ bool tui_prompt_text(const struct tui *t, char *buf, size_t size);
 
 /* filter.c */
 void tui_filter_key(struct tui *t, int key);
+/* Appends a typed non-ASCII character to the filter being edited. */
+void tui_filter_text(struct tui *t, wchar_t ch);
 bool tui_filter_match(const struct tui *t, const struct tui_row *row);
 
 #endif
