@@ -514,10 +514,66 @@ clip_search_matches_brute_force(void **state)
 	free(sigma);
 }
 
+/* The code as the grid defines it, with nearbyintf: round half to even of v / step,
+ * plus the zero point when asymmetric, clamped to the code range (NaN to the lowest). */
+static int
+reference_code(float v, const struct quant_params *p, float step, int32_t zero)
+{
+	float q = nearbyintf(v / step);
+	float lo = p->mode == QUANT_SYMMETRIC ? -(float)(1 << (p->bits - 1)) : 0;
+	float hi = p->mode == QUANT_SYMMETRIC ? (float)((1 << (p->bits - 1)) - 1)
+					      : (float)((1 << p->bits) - 1);
+
+	if (p->mode != QUANT_SYMMETRIC)
+		q += (float)zero;
+	if (!(q >= lo))
+		q = lo;
+	if (q > hi)
+		q = hi;
+	return (int)(p->mode == QUANT_SYMMETRIC ? q + (float)zero : q);
+}
+
+/* quant_code rounds ties, out-of-range values, NaN, infinities and huge zero points as
+ * nearbyintf and a clamp do. */
+static void
+code_matches_nearbyintf(void **state)
+{
+	static const float specials[] = { 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -7.5f, 7.5f, -8.5f,
+					  1e30f, -1e30f, INFINITY, -INFINITY, NAN, 4194303.5f };
+	static const int32_t zeros[] = { 0, 3, 8, 200, -5, 3000000, -3000000 };
+	uint64_t rng = 5;
+
+	for (int bits = 2; bits <= 8; bits++)
+		for (int mode = 0; mode < 2; mode++)
+			for (size_t z = 0; z < sizeof(zeros) / sizeof(zeros[0]); z++) {
+				struct quant_params p = { .bits = bits, .clip = 1.0f,
+							  .mode = mode ? QUANT_ASYMMETRIC
+								       : QUANT_SYMMETRIC };
+				int32_t zero = mode ? zeros[z] : 1 << (bits - 1);
+				float step = 0.37f;
+
+				for (int i = 0; i < 2000; i++) {
+					float v = (float)linalg_rng_normal(&rng) * 300 * step;
+
+					if (i % 3 == 0) /* an exact tie */
+						v = (floorf(v / step) + 0.5f) * step;
+					assert_int_equal(quant_code(v, &p, step, zero),
+							 reference_code(v, &p, step, zero));
+				}
+				for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
+					assert_int_equal(quant_code(specials[i], &p, 1.0f, zero),
+							 reference_code(specials[i], &p, 1.0f, zero));
+					assert_int_equal(quant_code(specials[i] - (float)zero, &p, 1.0f, zero),
+							 reference_code(specials[i] - (float)zero, &p, 1.0f, zero));
+				}
+			}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(code_matches_nearbyintf),
 		cmocka_unit_test(grid_matches_nearest_level),
 		cmocka_unit_test(symmetric_error_within_half_step),
 		cmocka_unit_test(constant_groups_are_exact),

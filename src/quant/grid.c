@@ -259,25 +259,52 @@ quant_group_step(const float *v, int n, const struct quant_params *p, float clip
 	}
 }
 
+/* Round half to even of r, clamped to the integers [lo, hi]; NaN gives lo. Adding and
+ * subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer in the
+ * default rounding mode, as nearbyintf does, and unlike a call to nearbyintf it
+ * vectorizes. Clamping to [lo - 1, hi + 1] first keeps r in that range and changes no
+ * result. lo and hi must lie within +-2^21. */
+static inline float
+round_clamp(float r, float lo, float hi)
+{
+	r = r >= lo - 1 ? r : lo - 1;
+	r = r <= hi + 1 ? r : hi + 1;
+	r = (r + 0x1.8p23f) - 0x1.8p23f;
+	r = r >= lo ? r : lo;
+	return r <= hi ? r : hi;
+}
+
+/* The code range of a group minus its zero point: the rounded v / step must lie in
+ * [*lo, *hi], and the code is that value plus zero. Returns false when the zero point
+ * is too large for round_clamp. */
+static bool
+code_range(const struct quant_params *p, int32_t zero, float *lo, float *hi)
+{
+	if (p->mode == QUANT_SYMMETRIC) {
+		*lo = -(float)(1 << (p->bits - 1));
+		*hi = (float)((1 << (p->bits - 1)) - 1);
+		return true;
+	}
+	if (zero > (1 << 21) || zero < -(1 << 21))
+		return false;
+	*lo = -(float)zero;
+	*hi = (float)((1 << p->bits) - 1 - zero);
+	return true;
+}
+
 uint8_t
 quant_code(float v, const struct quant_params *p, float step, int32_t zero)
 {
-	float q = nearbyintf(v / step);
-	float lo, hi;
+	float lo, hi, q;
 
-	if (p->mode == QUANT_SYMMETRIC) {
-		lo = -(float)(1 << (p->bits - 1));
-		hi = (float)((1 << (p->bits - 1)) - 1);
-	} else {
-		q += (float)zero;
-		lo = 0;
-		hi = (float)((1 << p->bits) - 1);
+	if (!code_range(p, zero, &lo, &hi)) {
+		q = nearbyintf(v / step) + (float)zero;
+		if (!(q >= 0)) /* also catches NaN */
+			q = 0;
+		return (uint8_t)(q > (1 << p->bits) - 1 ? (1 << p->bits) - 1 : q);
 	}
-	if (!(q >= lo)) /* also catches NaN */
-		q = lo;
-	if (q > hi)
-		q = hi;
-	return (uint8_t)(p->mode == QUANT_SYMMETRIC ? q + (float)zero : q);
+	q = round_clamp(v / step, lo, hi);
+	return (uint8_t)(q + (float)zero);
 }
 
 void
@@ -297,12 +324,19 @@ quant_fake_rows(float *x, int rows, int cols, int64_t ld, const struct quant_par
 		for (int g = 0; g < groups; g++) {
 			int start = g * g_size;
 			int n = start + g_size <= cols ? g_size : cols - start;
-			float step;
+			float step, lo, hi;
 			int32_t zero;
 
 			quant_group_step(row + start, n, p, clip, &step, &zero);
+			if (!code_range(p, zero, &lo, &hi)) {
+				for (int i = start; i < start + n; i++)
+					row[i] = ((float)quant_code(row[i], p, step, zero) - (float)zero) *
+						 step;
+				continue;
+			}
+			/* (code - zero) * step with code = q + zero is q * step exactly. */
 			for (int i = start; i < start + n; i++)
-				row[i] = ((float)quant_code(row[i], p, step, zero) - (float)zero) * step;
+				row[i] = round_clamp(row[i] / step, lo, hi) * step;
 		}
 	}
 }
