@@ -73,9 +73,13 @@ struct engine_invariants {
 	int output_rows[SITE_LAYERS_MAX];
 	float *output[SITE_LAYERS_MAX]; /* output_tokens x output_rows, Y = X W^T */
 	double output_power[SITE_LAYERS_MAX]; /* ||Y||_F^2 */
+	/* The diagonal of T Sx T^T for the transform of diag_spec (NULL: none kept). For a
+	 * full-width Hadamard it costs about three passes of the transform over d rows. */
+	struct transform_spec diag_spec;
+	double *diag_t;
 };
 
-/* Frees the kept outputs; the scalar invariants stay valid. */
+/* Frees the kept outputs and diagonal; the scalar invariants stay valid. */
 void engine_invariants_release(struct engine_invariants *inv);
 /* Heap bytes held by the kept outputs. */
 size_t engine_invariants_bytes(const struct engine_invariants *inv);

@@ -247,13 +247,14 @@ analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
 	if (analysis_take_transform(a, site, spec, stats, &layers, &t, err) != 0)
 		return -1;
 	/* The worker and a comparison may evaluate one site at once. The first takes the
-	 * kept outputs, and the other computes its own. Whichever copy is stored last is as
+	 * kept outputs and diagonal, and the other computes its own. Whichever copy is stored last is as
 	 * valid as the other. */
 	pthread_mutex_lock(&a->lock);
 	invariants = site->invariants;
 	for (int l = 0; l < SITE_LAYERS_MAX; l++)
 		site->invariants.output[l] = NULL;
 	site->invariants.output_tokens = 0;
+	site->invariants.diag_t = NULL;
 	pthread_mutex_unlock(&a->lock);
 	engine_options_default(&options);
 	options.invariants = &invariants;

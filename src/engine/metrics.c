@@ -30,8 +30,8 @@ engine_options_default(struct engine_options *opt)
 	opt->invariants = NULL;
 }
 
-void
-engine_invariants_release(struct engine_invariants *inv)
+static void
+release_outputs(struct engine_invariants *inv)
 {
 	for (int l = 0; l < SITE_LAYERS_MAX; l++) {
 		free(inv->output[l]);
@@ -40,6 +40,14 @@ engine_invariants_release(struct engine_invariants *inv)
 		inv->output_power[l] = 0;
 	}
 	inv->output_tokens = 0;
+}
+
+void
+engine_invariants_release(struct engine_invariants *inv)
+{
+	release_outputs(inv);
+	free(inv->diag_t);
+	inv->diag_t = NULL;
 }
 
 size_t
@@ -338,7 +346,7 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 	ev->outputs_ready = outputs_kept(ev);
 	if (!ev->outputs_ready) {
 		if (ev->invariants != NULL) {
-			engine_invariants_release(ev->invariants);
+			release_outputs(ev->invariants);
 			ev->invariants->output_tokens = n;
 		}
 		ev->x = alloc_array((size_t)n * d, sizeof(float));
@@ -760,7 +768,18 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 
 	/* Sx, its transformed version and their traces. */
 	ev.diag_t = alloc_array(d, sizeof(*ev.diag_t));
-	transform_conjugate_diagonal(t, stats->second_moment, ev.diag_t);
+	if (ev.invariants != NULL && ev.invariants->diag_t != NULL &&
+	    transform_spec_equal(&ev.invariants->diag_spec, &t->spec)) {
+		memcpy(ev.diag_t, ev.invariants->diag_t, sizeof(*ev.diag_t) * d);
+	} else {
+		transform_conjugate_diagonal(t, stats->second_moment, ev.diag_t);
+		if (ev.invariants != NULL) {
+			free(ev.invariants->diag_t);
+			ev.invariants->diag_t = alloc_array(d, sizeof(*ev.diag_t));
+			memcpy(ev.invariants->diag_t, ev.diag_t, sizeof(*ev.diag_t) * d);
+			ev.invariants->diag_spec = t->spec;
+		}
+	}
 	if (qc->weight.bits > 0 && (qc->clip_search || qc->rounding == QUANT_GPTQ)) {
 		ev.sx_t = alloc_array((size_t)d * d, sizeof(*ev.sx_t));
 		transform_conjugate(t, stats->second_moment, ev.sx_t);
