@@ -6,6 +6,7 @@
  * models. Such a file is rejected rather than trusted in one of its halves. */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,7 +310,11 @@ model_export_check_config(const json_t *config, const char *path, struct error *
 	return check_quantization_config(config, cat, path, err);
 }
 
-/* Parses the N of "model.layers.N." at the start of name; -1 for other names. */
+/* Parses the N of "model.layers.N." at the start of name; -1 for other names. An N
+ * above MODEL_LAYER_INDEX_MAX reads as that value, which no n_layers matches, so that
+ * the caller's arithmetic cannot overflow. */
+#define MODEL_LAYER_INDEX_MAX 1000000000L
+
 static long
 layer_of_tensor(const char *name)
 {
@@ -320,8 +325,11 @@ layer_of_tensor(const char *name)
 
 	if (strncmp(name, prefix, sizeof(prefix) - 1) != 0 || *digits < '0' || *digits > '9')
 		return -1;
+	errno = 0;
 	layer = strtol(digits, &end, 10);
-	return *end == '.' ? layer : -1;
+	if (*end != '.')
+		return -1;
+	return errno != 0 || layer > MODEL_LAYER_INDEX_MAX ? MODEL_LAYER_INDEX_MAX : layer;
 }
 
 int
