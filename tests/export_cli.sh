@@ -39,6 +39,64 @@ echo "perplexity: simulated $simulated, exported $default; f32 in source order: 
 [ -n "$plain" ] && [ "$plain" = "$simulated_plain" ] ||
 	fail "the f32 export ($plain) and its simulation ($simulated_plain) differ"
 
+# A tampered config.json: eval exits 1 with one line that names config.json and the
+# key. Each case copies the default export and edits its config.json with a sed
+# script, which works because the file has one key per line (jansson's indent of 2).
+expect_rejected() {
+	name=$1 script=$2 expected=$3
+	tampered="$scratch/tampered-$name"
+	cp -r "$scratch/default" "$tampered"
+	sed -e "$script" "$scratch/default/config.json" >"$tampered/config.json"
+	cmp -s "$scratch/default/config.json" "$tampered/config.json" && fail "$name: the sed script changed nothing"
+	status=0
+	"$CATSCOPE" eval "$tampered" "$text" --ctx 128 >/dev/null 2>"$scratch/tampered.err" || status=$?
+	[ "$status" -eq 1 ] || fail "$name: eval exited $status, expected 1: $(cat "$scratch/tampered.err")"
+	[ "$(wc -l <"$scratch/tampered.err")" -eq 1 ] || fail "$name: expected one line: $(cat "$scratch/tampered.err")"
+	grep -q -F "$tampered/config.json: " "$scratch/tampered.err" ||
+		fail "$name: the message does not name config.json: $(cat "$scratch/tampered.err")"
+	grep -q -F -- "$expected" "$scratch/tampered.err" ||
+		fail "$name: the message lacks '$expected': $(cat "$scratch/tampered.err")"
+	rm -rf "$tampered"
+}
+# Sed ranges that select the compressed-tensors part and the catscope section.
+qcfg='/"quantization_config": {/,/"catscope": {/'
+cat_section='/"catscope": {/,$'
+expect_rejected weight-bits "$qcfg{/\"weights\": {/,/}/s/\"num_bits\": 4/\"num_bits\": 8/}" \
+	'quantization_config.config_groups.group_0.weights.num_bits is 8, but catscope.weights.bits is 4'
+expect_rejected weight-symmetric "$qcfg{/\"weights\": {/,/}/s/\"symmetric\": true/\"symmetric\": false/}" \
+	'quantization_config.config_groups.group_0.weights.symmetric is false, but catscope.weights.symmetric is true'
+expect_rejected weight-group "$qcfg{/\"weights\": {/,/}/s/\"group_size\": null/\"group_size\": 32/}" \
+	'quantization_config.config_groups.group_0.weights.group_size is 32, but catscope.weights.group_size is 0'
+expect_rejected weight-strategy "$qcfg{/\"weights\": {/,/}/s/\"strategy\": \"channel\"/\"strategy\": \"tensor\"/}" \
+	'quantization_config.config_groups.group_0.weights.strategy is "tensor", but catscope.weights.group_size 0 means "channel"'
+expect_rejected act-bits "$qcfg{/\"input_activations\": {/,/}/s/\"num_bits\": 4/\"num_bits\": 8/}" \
+	'quantization_config.config_groups.group_0.input_activations.num_bits is 8, but catscope.input_activations.bits is 4'
+expect_rejected act-dynamic "$qcfg{/\"input_activations\": {/,/}/s/\"dynamic\": true/\"dynamic\": false/}" \
+	'quantization_config.config_groups.group_0.input_activations.dynamic is false, but catscope quantizes input'
+expect_rejected act-missing "$qcfg{s/\"input_activations\": {/\"input_activations\": null, \"unused\": {/}" \
+	'quantization_config.config_groups.group_0.input_activations is missing or not an object'
+expect_rejected method "$qcfg{s/\"compressed-tensors\"/\"gptq\"/}" 'quantization_config.quant_method'
+expect_rejected spec "$cat_section{/\"weights\": {/,/}/s/\"spec\": \"4\"/\"spec\": \"4:asym\"/}" \
+	'catscope.weights.spec "4:asym" disagrees with catscope.weights.bits'
+expect_rejected hidden-size 's/"hidden_size": 64/"hidden_size": 128/' \
+	'hidden_size is 128, but catscope.model.dim is 64'
+expect_rejected max-position 's/"max_position_embeddings": 2048/"max_position_embeddings": 4096/' \
+	'max_position_embeddings is 4096, but catscope.model.context_length is 2048'
+expect_rejected context-zero 's/"max_position_embeddings": 2048/"max_position_embeddings": 0/; s/"context_length": 2048/"context_length": 0/' \
+	'catscope.model.context_length is 0; expected 1 to 16777216'
+expect_rejected context-huge 's/"max_position_embeddings": 2048/"max_position_embeddings": 2147483647/; s/"context_length": 2048/"context_length": 2147483647/' \
+	'catscope.model.context_length is 2147483647; expected 1 to 16777216'
+expect_rejected fewer-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 4/; s/"n_layers": 5/"n_layers": 4/' \
+	'catscope.model.n_layers is 4, but the checkpoint has tensors up to layer 4'
+expect_rejected more-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 6/; s/"n_layers": 5/"n_layers": 6/' \
+	'catscope.model.n_layers is 6, but the checkpoint has tensors up to layer 4'
+expect_rejected unknown-key 's/^  "catscope": {$/&\
+    "trust_me": true,/' "unknown key 'catscope.trust_me' in the catscope section"
+expect_rejected unknown-model-key "$cat_section{s/^    \"model\": {$/&\\
+      \"experts\": 8,/}" "unknown key 'catscope.model.experts'"
+expect_rejected unknown-weights-key "$cat_section{s/\"bits\": 4,$/&\\
+      \"layers\": \"all\",/}" "unknown key 'catscope.weights.layers'"
+
 "$CATSCOPE" generate "$out" --prompt "Once upon a time" -n 20 >"$scratch/generated.txt" ||
 	fail "generate on the export failed"
 grep -q "Once upon a time" "$scratch/generated.txt" || fail "generate printed no continuation"

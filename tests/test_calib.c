@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "catscope/alloc.h"
 #include "catscope/atomicfile.h"
@@ -843,27 +844,138 @@ load_rss_rise_kib(const char *path, const char *expected)
 }
 
 /* A record size of gigabytes, declared by the index alone or by the frame header as
- * well, must be rejected before the reader allocates it. */
+ * well, must be rejected before the reader allocates it. When the frame header agrees,
+ * the expansion limit rejects it first. With that limit lifted, the decompression
+ * buffer must still grow only as far as the bytes the frame really holds. */
 static void
 huge_record_size_not_allocated(void **state)
 {
 	static const uint32_t n_samples[] = { 1u << 20, INT32_MAX / 2 };
+	static const char *const frame_cases[] = { "differs", "agrees", "agrees, no limit" };
 	struct calib_result *r = run_calibration(4, 1);
 	const char *good = scratch_path("huge-good.cache");
 	const char *bad = scratch_path("huge-bad.cache");
 	long rise;
 
 	write_cache(good, r);
+
 	for (size_t i = 0; i < sizeof(n_samples) / sizeof(n_samples[0]); i++) {
-		for (int lie = 0; lie <= 1; lie++) {
-			write_sample_count_lie(good, bad, n_samples[i], lie);
-			rise = load_rss_rise_kib(bad, "is corrupt");
+		for (int lie = 0; lie <= 2; lie++) {
+			const char *expected = lie == 1 ? "more than 32 times" : "is corrupt";
+
+			if (lie == 2)
+				assert_int_equal(setenv(CACHE_EXPANSION_VARIABLE, "1000000000000", 1), 0);
+			write_sample_count_lie(good, bad, n_samples[i], lie > 0);
+			rise = load_rss_rise_kib(bad, expected);
+			unsetenv(CACHE_EXPANSION_VARIABLE);
 			if (rise < 0 || rise > 32 * 1024)
 				fail_msg("%u sample rows (frame header %s): peak RSS rose by %ld KiB, at "
-					 "most 32 MiB expected", n_samples[i], lie ? "agrees" : "differs",
-					 rise);
+					 "most 32 MiB expected", n_samples[i], frame_cases[lie], rise);
 		}
 	}
+	calib_result_free(r);
+}
+
+/* Compresses size zero bytes into one zstd frame that declares its size, as the
+ * writer's frames do. Zeros become RLE blocks, so the frame is tiny. */
+static unsigned char *
+zstd_zero_frame(uint64_t size, size_t *frame_size)
+{
+	static const unsigned char zeros[1 << 16];
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	size_t capacity = ZSTD_compressBound(1 << 16) + (size_t)(size >> 10);
+	unsigned char *frame = alloc_bytes(capacity);
+	ZSTD_outBuffer out = { frame, capacity, 0 };
+	uint64_t left = size;
+
+	assert_non_null(cctx);
+	assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)));
+	assert_false(ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(cctx, size)));
+	for (;;) {
+		size_t chunk = left < sizeof(zeros) ? (size_t)left : sizeof(zeros);
+		ZSTD_inBuffer in = { zeros, chunk, 0 };
+		ZSTD_EndDirective mode = chunk == left ? ZSTD_e_end : ZSTD_e_continue;
+		size_t rc;
+
+		do {
+			rc = ZSTD_compressStream2(cctx, &out, &in, mode);
+			assert_false(ZSTD_isError(rc));
+			assert_true(out.pos < out.size);
+		} while (mode == ZSTD_e_end ? rc != 0 : in.pos < in.size);
+		left -= chunk;
+		if (mode == ZSTD_e_end)
+			break;
+	}
+	ZSTD_freeCCtx(cctx);
+	*frame_size = out.pos;
+	return frame;
+}
+
+/* A genuine frame of zeros expands thousands of times, so a cache of a few KB could
+ * make the reader allocate gigabytes. Such a record is rejected before its buffer is
+ * allocated, with a model too, because a model does not bound the sample rows.
+ * CATSCOPE_CACHE_MAX_EXPANSION lifts the limit, and the record then loads intact. */
+static void
+zero_record_expansion_limited(void **state)
+{
+	/* 60000 rows of the 172-wide ffn_down site: about 41 MB of zeros, above the
+	 * 32 MiB that always loads. */
+	const uint32_t n_sample = 60000;
+	struct calib_result *r = run_calibration(4, 1);
+	const char *good = scratch_path("zeros-good.cache");
+	const char *bad = scratch_path("zeros-bad.cache");
+	int last_block = r->n_blocks - 1;
+	struct cache_bytes b;
+	struct calib_cache *cache;
+	const struct site_stats *loaded;
+	struct error err;
+	unsigned char *frame;
+	size_t frame_size;
+	uint64_t raw_size;
+	char expected[256];
+	long rise;
+
+	write_cache(good, r);
+	cache_load_bytes(good, &b);
+	raw_size = cache_record_raw_size(cache_get_u32(cache_entry_bytes(&b, (int)b.n_sites - 1) +
+						       CACHE_ENTRY_DIM), n_sample);
+	assert_true(raw_size > (32u << 20));
+	frame = zstd_zero_frame(raw_size, &frame_size);
+	assert_true(frame_size * 32 < (32u << 20));
+	cache_replace_last_record(&b, frame, frame_size, n_sample);
+	cache_save_bytes(bad, &b);
+	free(frame);
+	free(b.data);
+
+	snprintf(expected, sizeof(expected), "expands from %zu to %" PRIu64 " bytes, more than 32 "
+		 "times", frame_size, raw_size);
+	rise = load_rss_rise_kib(bad, expected);
+	if (rise < 0 || rise > 16 * 1024)
+		fail_msg("the rejected record raised the peak RSS by %ld KiB, at most 16 MiB expected",
+			 rise);
+
+	/* With the model: rejected too, and the message does not suggest the model. */
+	cache = calib_cache_open(bad, shared_model, &err);
+	assert_non_null(cache);
+	assert_null(calib_cache_site(cache, last_block, SITE_FFN_DOWN, &err));
+	assert_non_null(strstr(err.message, expected));
+	assert_non_null(strstr(err.message, CACHE_EXPANSION_VARIABLE));
+	assert_null(strstr(err.message, "open it with its model"));
+	calib_cache_close(cache);
+
+	/* Lifting the limit loads the record, all zeros. */
+	assert_int_equal(setenv(CACHE_EXPANSION_VARIABLE, "100000", 1), 0);
+	cache = calib_cache_open(bad, NULL, &err);
+	assert_non_null(cache);
+	loaded = calib_cache_site(cache, last_block, SITE_FFN_DOWN, &err);
+	unsetenv(CACHE_EXPANSION_VARIABLE);
+	if (loaded == NULL)
+		fail_msg("with the limit lifted, loading failed: %s", err.message);
+	assert_int_equal(loaded->n_sample, (int)n_sample);
+	assert_true(loaded->sample[0] == 0.0f);
+	assert_true(loaded->sample[(size_t)n_sample * loaded->dim - 1] == 0.0f);
+	assert_true(loaded->second_moment[(size_t)loaded->dim * loaded->dim - 1] == 0.0);
+	calib_cache_close(cache);
 	calib_result_free(r);
 }
 
@@ -1087,6 +1199,7 @@ main(void)
 		cmocka_unit_test(hostile_counts_named),
 		cmocka_unit_test(record_size_mismatch_named),
 		cmocka_unit_test(huge_record_size_not_allocated),
+		cmocka_unit_test(zero_record_expansion_limited),
 		cmocka_unit_test(large_record_round_trip),
 		cmocka_unit_test(fifo_cache_rejected),
 		cmocka_unit_test(other_model_rejected),

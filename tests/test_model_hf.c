@@ -413,6 +413,9 @@ unsupported_configs_rejected(void **state)
 		{ "{\"hidden_size\": 96}", "tensor 'model.embed_tokens.weight' has shape [512, 64], "
 		  "expected [512, 96]" },
 		{ "{\"num_attention_heads\": 6}", "hyper-parameters are invalid" },
+		{ "{\"max_position_embeddings\": 16777217}",
+		  "the context length 16777217 is invalid; expected 1 to 16777216" },
+		{ "{\"max_position_embeddings\": -5}", "'max_position_embeddings' is -5" },
 		{ "{\"tie_word_embeddings\": false}", "tensor 'lm_head.weight' is missing" },
 		{ "{\"architectures\": [\"Qwen2ForCausalLM\"]}",
 		  "tensor 'model.layers.0.self_attn.q_proj.bias' is missing" },

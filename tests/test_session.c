@@ -222,6 +222,9 @@ write_file(const struct fixture *f, const char *name, const char *text)
 	return path;
 }
 
+/* The rest of a file after VALID_HEAD, with the given JSON as its journal. */
+#define JOURNAL(json) "\"quant\": \"w4\", \"sites\": [], \"journal\": " json "}"
+
 #define VALID_HEAD "{\"format\": \"catscope-session\", \"version\": 1,\n" \
 	"\"model\": {\"path\": \"m.gguf\", \"fingerprint\": \"00000000000000ff\"},\n"
 
@@ -266,6 +269,56 @@ test_session_load_rejects_bad_files(void **state)
 		  "journal[0].site: expected a site name" },
 		{ "ui view", VALID_HEAD "\"quant\": \"w4\", \"sites\": [], \"ui\": {\"view\": \"3d\"}}",
 		  "ui.view: unknown view '3d'" },
+		{ "journal type", VALID_HEAD JOURNAL("5"), "journal: expected an array of actions" },
+		{ "entry type", VALID_HEAD JOURNAL("[\"undo\"]"), "journal[0]: expected an object" },
+		{ "time missing", VALID_HEAD JOURNAL("[{\"action\": \"undo\"}]"),
+		  "journal[0].t: missing; expected a string" },
+		{ "time type", VALID_HEAD JOURNAL("[{\"t\": 1733346600, \"action\": \"undo\"}]"),
+		  "journal[0].t: expected a string, found an integer" },
+		{ "time words", VALID_HEAD JOURNAL("[{\"t\": \"yesterday\", \"action\": \"undo\"}]"),
+		  "journal[0].t: 'yesterday' is not an ISO 8601 UTC time" },
+		{ "time month", VALID_HEAD JOURNAL("[{\"t\": \"2026-13-01T00:00:00Z\", \"action\": \"undo\"}]"),
+		  "journal[0].t: '2026-13-01T00:00:00Z' is not an ISO 8601 UTC time" },
+		{ "time zone", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00+01\", \"action\": \"undo\"}]"),
+		  "journal[0].t: '2026-01-01T00:00:00+01' is not an ISO 8601 UTC time" },
+		{ "time sign", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T-1:00:00Z\", \"action\": \"undo\"}]"),
+		  "journal[0].t: '2026-01-01T-1:00:00Z' is not an ISO 8601 UTC time" },
+		{ "action missing", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\"}]"),
+		  "journal[0].action: missing; expected a string" },
+		{ "transform missing", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", "
+		  "\"action\": \"set_transform\", \"site\": \"blk.0.ffn_in\"}]"),
+		  "journal[0].transform: missing; expected a string" },
+		{ "transform bad", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", "
+		  "\"action\": \"set_transform\", \"site\": \"blk.0.ffn_in\", \"transform\": \"magic\"}]"),
+		  "journal[0].transform: " },
+		{ "sites type", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", "
+		  "\"action\": \"apply_all\", \"sites\": \"blk.0.ffn_in\", \"transform\": \"cat\"}]"),
+		  "journal[0].sites: expected an array of site names" },
+		{ "sites name", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", "
+		  "\"action\": \"apply_all\", \"sites\": [\"blk.0.ffn_in\", \"mlp\"], \"transform\": \"cat\"}]"),
+		  "journal[0].sites[1]: 'mlp' is not a site name" },
+		{ "quant missing", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"set_quant\"}]"),
+		  "journal[0].quant: missing; expected a string" },
+		{ "quant bad", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"set_quant\", "
+		  "\"quant\": \"w9\"}]"), "journal[0].quant: " },
+		{ "undo field", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"set_quant\", "
+		  "\"quant\": \"w3\"}, {\"t\": \"2026-01-01T00:00:01Z\", \"action\": \"undo\", \"quant\": \"w2\"}]"),
+		  "journal[1].quant: 'quant' is not a field of undo actions; they take t and action" },
+		{ "transform field", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", "
+		  "\"action\": \"set_transform\", \"site\": \"blk.0.ffn_in\", \"sites\": [], \"transform\": \"cat\"}]"),
+		  "journal[0].sites: 'sites' is not a field of set_transform actions" },
+		{ "quant field", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"set_quant\", "
+		  "\"quant\": \"w3\", \"transform\": \"cat\"}]"),
+		  "journal[0].transform: 'transform' is not a field of set_quant actions" },
+		{ "undo first", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"undo\"}]"),
+		  "journal[0]: undo with nothing left to undo" },
+		{ "undo twice", VALID_HEAD JOURNAL("[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"set_quant\", "
+		  "\"quant\": \"w3\"}, {\"t\": \"2026-01-01T00:00:01Z\", \"action\": \"undo\"}, "
+		  "{\"t\": \"2026-01-01T00:00:02Z\", \"action\": \"undo\"}]"),
+		  "journal[2]: undo with nothing left to undo" },
+		{ "start site", VALID_HEAD "\"quant\": \"w4\", \"sites\": [], \"journal_start\": {\"quant\": \"w4\", "
+		  "\"sites\": [{\"site\": \"blk.0\", \"transform\": \"cat\"}]}}",
+		  "journal_start.sites[0].site: 'blk.0' is not a site name" },
 	};
 	struct fixture *f = *state;
 	struct session *s;
@@ -318,6 +371,85 @@ test_session_apply_rejects_unknown_site(void **state)
 	analysis_free(a);
 }
 
+/* A journal site the model lacks fails even when only the final state is applied,
+ * so a session whose journal cannot be re-run is not replayed and saved again. */
+static void
+test_session_apply_checks_journal_sites(void **state)
+{
+	static const struct {
+		const char *journal;
+		const char *expect;
+	} cases[] = {
+		{ "[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"set_transform\", \"site\": "
+		  "\"blk.5.ffn_in\", \"transform\": \"cat\"}]", "journal[0].site: the model has no site blk.5.ffn_in" },
+		{ "[{\"t\": \"2026-01-01T00:00:00Z\", \"action\": \"set_quant\", \"quant\": \"w3\"}, "
+		  "{\"t\": \"2026-01-01T00:00:01Z\", \"action\": \"apply_all\", \"sites\": "
+		  "[\"blk.4.ffn_in\", \"blk.40.attn_out\"], \"transform\": \"cat\"}]",
+		  "journal[1].sites[1]: the model has no site blk.40.attn_out" },
+	};
+	struct fixture *f = *state;
+	struct analysis *a = workspace_new_analysis(&f->ws);
+	struct session *s;
+	struct error err;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[1024];
+		const char *path;
+
+		snprintf(text, sizeof(text), VALID_HEAD "\"quant\": \"w3\", \"sites\": [{\"site\": "
+			 "\"blk.0.ffn_in\", \"transform\": \"cat\"}], \"journal\": %s}", cases[i].journal);
+		path = write_file(f, "journal-site.json", text);
+		assert_int_equal(session_load(path, &s, &err), 0);
+		assert_int_equal(session_apply(s, a, &err), -1);
+		if (strstr(err.message, cases[i].expect) == NULL)
+			fail_msg("case %zu: message '%s' lacks '%s'", i, err.message, cases[i].expect);
+		/* Nothing changed: the final state's valid entries were not applied. */
+		assert_int_equal(a->sites[session_site_index(a, "blk.0.ffn_in")].spec.kind, TRANSFORM_NONE);
+		assert_int_equal(a->quant.weight.bits, 4);
+		session_free(s);
+	}
+
+	/* A journal_start site the model lacks fails the same way. */
+	assert_int_equal(session_load(write_file(f, "start-site.json", VALID_HEAD "\"quant\": \"w4\", "
+						 "\"sites\": [], \"journal_start\": {\"quant\": \"w4\", "
+						 "\"sites\": [{\"site\": \"blk.7.ffn_in\", "
+						 "\"transform\": \"cat\"}]}}"), &s, &err), 0);
+	assert_int_equal(session_apply(s, a, &err), -1);
+	assert_non_null(strstr(err.message, "journal_start.sites[0].site: the model has no site blk.7.ffn_in"));
+	session_free(s);
+	analysis_free(a);
+}
+
+/* The paths as written stay available next to the resolved ones, and an override
+ * drops the written one, so that messages never name a path that was not used. */
+static void
+test_session_paths_written(void **state)
+{
+	struct fixture *f = *state;
+	struct session *s;
+	struct error err;
+	char want[8300];
+	const char *path = write_file(f, "written.json", "{\"format\": \"catscope-session\", \"version\": 1,"
+				      "\"model\": {\"path\": \"../models/m.gguf\", \"fingerprint\": \"00000000000000ff\"},"
+				      "\"calib\": {\"path\": \"/elsewhere/c.cache\", \"model_fingerprint\": "
+				      "\"00000000000000ff\", \"provenance_hash\": \"0000000000000001\"},"
+				      "\"quant\": \"w4\", \"sites\": []}");
+
+	assert_int_equal(session_load(path, &s, &err), 0);
+	assert_string_equal(session_model_path_written(s), "../models/m.gguf");
+	snprintf(want, sizeof(want), "%s/../models/m.gguf", f->dir);
+	assert_string_equal(session_model_path(s), want);
+	assert_string_equal(session_cache_path_written(s), "/elsewhere/c.cache");
+	assert_string_equal(session_cache_path(s), "/elsewhere/c.cache");
+
+	session_set_paths(s, "other.gguf", NULL);
+	assert_null(session_model_path_written(s));
+	assert_string_equal(session_cache_path_written(s), "/elsewhere/c.cache");
+	session_set_paths(s, NULL, "other.cache");
+	assert_null(session_cache_path_written(s));
+	session_free(s);
+}
+
 static void
 test_session_check_fingerprint(void **state)
 {
@@ -345,6 +477,8 @@ main(void)
 		cmocka_unit_test(test_session_load_rejects_bad_files),
 		cmocka_unit_test(test_session_missing_file),
 		cmocka_unit_test(test_session_apply_rejects_unknown_site),
+		cmocka_unit_test(test_session_apply_checks_journal_sites),
+		cmocka_unit_test(test_session_paths_written),
 		cmocka_unit_test(test_session_check_fingerprint),
 	};
 

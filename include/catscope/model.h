@@ -23,6 +23,10 @@ enum rope_style {
 	ROPE_HALVES,         /* rotates (x[i], x[i + head_dim/2]): Hugging Face Llama */
 };
 
+/* The largest context length a model file may declare: 2^24 tokens, far above the
+ * context of released models, so that a hostile header cannot size absurd buffers. */
+#define MODEL_CONTEXT_MAX (1 << 24)
+
 struct model_config {
 	char architecture[32];
 	int dim;           /* hidden size */

@@ -70,8 +70,9 @@ struct session *session_new(const char *model_path, const struct model *model,
 void session_free(struct session *s);
 
 /* Reads and checks a session file: syntax, version, types, transform and quantizer
- * strings, site names. Errors name the file, the line and column (syntax) or the JSON
- * path of the value (such as "sites[3].transform"). Model-dependent checks wait for
+ * strings, site names, and every journal entry (its fields for its action, time and
+ * undo count). Errors name the file, the line and column (syntax) or the JSON path of
+ * the value (such as "journal[3].quant"). Model-dependent checks wait for
  * session_check and session_apply. Caller frees *out with session_free(). */
 int session_load(const char *path, struct session **out, struct error *err);
 
@@ -85,6 +86,11 @@ int session_save(struct session *s, const char *path, struct analysis *a,
  * session_set_paths. */
 const char *session_model_path(const struct session *s);
 const char *session_cache_path(const struct session *s);
+/* The paths as the session file gives them (before resolving), for messages; NULL
+ * for a session not loaded from a file, without cache, or after session_set_paths or
+ * session_rebind replaced that path. */
+const char *session_model_path_written(const struct session *s);
+const char *session_cache_path_written(const struct session *s);
 /* The file the session was loaded from or last saved to, or NULL. */
 const char *session_file(const struct session *s);
 uint64_t session_model_fingerprint(const struct session *s);
@@ -113,7 +119,8 @@ int session_check(const struct session *s, const struct model *model,
 		  const struct calib_cache *cache, struct error *err);
 
 /* Sets the session's final quantizer and transforms on a (every site not listed gets
- * none). Fails, changing nothing, when a site does not exist in a's model. */
+ * none). Fails, changing nothing, when a site in the final state, journal_start or the
+ * journal does not exist in a's model. */
 int session_apply(const struct session *s, struct analysis *a, struct error *err);
 /* Sets journal_start on a and re-runs the journal, undos included. */
 int session_apply_journal(const struct session *s, struct analysis *a, struct error *err);

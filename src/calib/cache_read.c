@@ -27,6 +27,7 @@ struct cache_entry {
 struct calib_cache {
 	char *path;
 	int fd;
+	bool has_model;             /* opened with a model, which bounds each dimension */
 	int n_blocks;
 	struct calib_provenance provenance;
 	struct cache_entry *entries; /* n_blocks x SITE_KIND_COUNT */
@@ -332,6 +333,7 @@ calib_cache_open(const char *path, const struct model *model, struct error *err)
 		calib_cache_close(cache);
 		return NULL;
 	}
+	cache->has_model = model != NULL;
 	if (cache_open_checked(cache, model, err) != 0) {
 		calib_cache_close(cache);
 		return NULL;
@@ -389,6 +391,52 @@ cache_read_record(struct calib_cache *cache, const struct cache_entry *e, struct
 	return packed;
 }
 
+/* Returns the expansion ratio allowed by CACHE_EXPANSION_VARIABLE, or
+ * CACHE_MAX_EXPANSION when it is unset or not a positive integer. */
+static uint64_t
+cache_max_expansion(void)
+{
+	const char *text = getenv(CACHE_EXPANSION_VARIABLE);
+	unsigned long long ratio;
+	char *end;
+
+	if (text == NULL || *text < '1' || *text > '9')
+		return CACHE_MAX_EXPANSION;
+	errno = 0;
+	ratio = strtoull(text, &end, 10);
+	if (*end != '\0' || errno != 0)
+		return CACHE_MAX_EXPANSION;
+	return ratio;
+}
+
+/* Rejects a record that would expand more than the allowed ratio, before its buffer is
+ * allocated. With a model, the statistics part of the record is sized by the model's
+ * dimensions and is exempt, but the sample rows, whose count only the file gives, are
+ * not. */
+static int
+cache_check_expansion(const struct calib_cache *cache, const struct cache_entry *e,
+		      const char *label, struct error *err)
+{
+	const struct calib_site_summary *m = &e->summary;
+	uint64_t ratio = cache_max_expansion();
+	uint64_t checked = m->raw_size;
+	uint64_t allowed = CACHE_EXPANSION_FREE;
+
+	if (cache->has_model)
+		checked -= cache_record_raw_size((uint64_t)m->dim, 0);
+	if (m->compressed_size > UINT64_MAX / ratio)
+		return 0;
+	if (m->compressed_size * ratio > allowed)
+		allowed = m->compressed_size * ratio;
+	if (checked <= allowed)
+		return 0;
+	return error_set(err, "%s: record of site %s expands from %" PRIu64 " to %" PRIu64 " bytes, "
+			 "more than %" PRIu64 " times; real caches expand far less, so the file is "
+			 "damaged or hostile. Recalibrate, %sor set %s to a larger ratio to load it",
+			 cache->path, label, m->compressed_size, m->raw_size, ratio,
+			 cache->has_model ? "" : "open it with its model, ", CACHE_EXPANSION_VARIABLE);
+}
+
 /* Checks that the record is one zstd frame whose header declares the raw size of the
  * index. The header alone proves nothing about the blocks, so cache_decompress still
  * grows its buffer only as output arrives. */
@@ -416,18 +464,14 @@ cache_check_frame(const struct calib_cache *cache, const struct cache_entry *e,
 		return error_set(err, "%s: record of site %s is corrupt (its zstd frame declares %llu "
 				 "bytes, but the index declares %" PRIu64 "); recalibrate",
 				 cache->path, label, declared, m->raw_size);
-	return 0;
+	return cache_check_expansion(cache, e, label, err);
 }
 
 /* Decompresses a checked record into a new buffer of exactly raw_size bytes. The
  * buffer starts at 1 MiB at most and doubles only when the frame has filled it, so a
  * frame whose header declares gigabytes but whose blocks contain little fails before
- * it costs that memory. Returns NULL with err set on a corrupt frame.
- *
- * NOTE: a frame of zstd RLE blocks expands about 30000-fold, so a cache of a few MB
- * opened without a model can still declare a dimension near CACHE_MAX_DIM and make a
- * site load allocate hundreds of GB. Callers that know the model should pass it to
- * calib_cache_open, which then bounds the dimensions by the model's. */
+ * it costs that memory. A frame that really expands that far is stopped earlier, by
+ * cache_check_expansion. Returns NULL with err set on a corrupt frame. */
 static unsigned char *
 cache_decompress(const struct calib_cache *cache, const struct cache_entry *e,
 		 const unsigned char *packed, struct error *err)

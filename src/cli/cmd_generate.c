@@ -100,6 +100,10 @@ cli_generate(int argc, char **argv)
 		model_free(model);
 		return 1;
 	}
+	/* The KV cache needs room for the prompt and the new tokens only, not for the
+	 * whole context a model declares. */
+	if ((size_t)capacity > n_ids + (size_t)n_new)
+		capacity = (int)(n_ids + (size_t)n_new);
 	struct model_workspace *ws = model_workspace_new(c, (int)n_ids, capacity);
 	struct model_kv_cache *cache = model_kv_cache_new(c, capacity);
 	float *logits = alloc_array(n_ids * (size_t)c->vocab_size, sizeof(float));

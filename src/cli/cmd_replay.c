@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,16 +111,50 @@ replay_parse(int argc, char **argv, struct replay_request *req)
 	return 0;
 }
 
-/* Names the file the session refers to when it cannot be read, before the model
- * loader gives a less specific message. */
-static int
-check_readable(const struct session *s, const char *path, const char *field, const char *option,
-	       struct error *err)
+/* Writes the absolute form of path into out: its directory through realpath (so
+ * "sessions/../../x" reads as the folder it reaches) and its last component as is,
+ * because the file itself may not exist. Leaves path unchanged when the directory
+ * cannot be resolved either. */
+static void
+absolute_path(const char *path, char *out, size_t size)
 {
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX], resolved[PATH_MAX];
+
+	snprintf(out, size, "%s", path);
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (realpath(dir, resolved) == NULL)
+		return;
+	snprintf(out, size, "%s/%s", strcmp(resolved, "/") == 0 ? "" : resolved,
+		 slash != NULL ? slash + 1 : path);
+}
+
+/* Names the file the session refers to when it cannot be read, before the model
+ * loader gives a less specific message. A path that comes from the session file is
+ * given as written and as resolved, because a relative one is taken from the
+ * session's directory rather than the working directory. */
+static int
+check_readable(const struct session *s, const char *path, const char *written, const char *field,
+	       const char *option, struct error *err)
+{
+	char absolute[PATH_MAX + 256];
+	int saved_errno;
+
 	if (access(path, R_OK) == 0)
 		return 0;
-	return error_set(err, "%s: %s: cannot read %s: %s; pass %s PATH to use another file",
-			 session_file(s), field, path, strerror(errno), option);
+	saved_errno = errno;
+	if (written == NULL)
+		return error_set(err, "%s: %s: cannot read %s: %s; pass %s PATH to use another file",
+				 session_file(s), field, path, strerror(saved_errno), option);
+	absolute_path(path, absolute, sizeof(absolute));
+	return error_set(err, "%s: %s: cannot read '%s' (resolved to %s): %s; pass %s PATH to "
+			 "use another file", session_file(s), field, written, absolute,
+			 strerror(saved_errno), option);
 }
 
 /* Opens the session's files and sets its state on a new analysis in *out. */
@@ -130,10 +165,12 @@ replay_prepare(struct replay_request *req, struct session *s, struct workspace *
 	struct analysis *a;
 
 	session_set_paths(s, req->model, req->calib);
-	if (check_readable(s, session_model_path(s), "model.path", "--model", err) != 0)
+	if (check_readable(s, session_model_path(s), session_model_path_written(s), "model.path",
+			   "--model", err) != 0)
 		return -1;
 	if (session_cache_path(s) != NULL &&
-	    check_readable(s, session_cache_path(s), "calib.path", "--calib", err) != 0)
+	    check_readable(s, session_cache_path(s), session_cache_path_written(s), "calib.path",
+			   "--calib", err) != 0)
 		return -1;
 	if (workspace_open(ws, session_model_path(s), session_cache_path(s), err) != 0)
 		return -1;

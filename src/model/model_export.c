@@ -20,6 +20,7 @@
 #include "catscope/jsonfile.h"
 #include "catscope/model_load.h"
 #include "catscope/safetensors.h"
+#include "model_export_check.h"
 
 struct export_loader {
 	const char *dir;
@@ -117,6 +118,13 @@ export_loader_config(struct export_loader *h, struct model_config *c, struct err
 	else
 		return error_set(err, "%s: catscope.model.rope_style must be \"halves\" or "
 				      "\"adjacent_pairs\"", h->config_path);
+	/* The context length sizes the KV cache of generate and bounds --ctx. */
+	if (c->context_length < 1 || c->context_length > MODEL_CONTEXT_MAX)
+		return error_set(err, "%s: catscope.model.context_length is %d; expected 1 to %d",
+				 h->config_path, c->context_length, MODEL_CONTEXT_MAX);
+	if (c->rope_original_context < 0 || c->rope_original_context > MODEL_CONTEXT_MAX)
+		return error_set(err, "%s: catscope.model.rope_original_context is %d; expected 0 to %d",
+				 h->config_path, c->rope_original_context, MODEL_CONTEXT_MAX);
 	c->qkv_bias = json_is_true(json_object_get(m, "qkv_bias"));
 	c->qk_norm = json_is_true(json_object_get(m, "qk_norm"));
 	c->tied_output = json_is_true(json_object_get(m, "tied_output"));
@@ -463,8 +471,10 @@ model_load_export(const char *dir, struct error *err)
 	} else if (!json_is_object(h.cat)) {
 		error_set(err, "%s: no \"catscope\" object; not a catscope export", h.config_path);
 	} else if (export_loader_config(&h, &m->config, err) == 0 &&
-		 (h.ckpt = safetensors_checkpoint_open(dir, err)) != NULL &&
-		 export_loader_weights(&h, m, err) == 0 && export_loader_tokenizer(&h, m, err) == 0) {
+		   model_export_check_config(h.config, h.config_path, err) == 0 &&
+		   (h.ckpt = safetensors_checkpoint_open(dir, err)) != NULL &&
+		   model_export_check_layers(h.ckpt, m->config.n_layers, h.config_path, err) == 0 &&
+		   export_loader_weights(&h, m, err) == 0 && export_loader_tokenizer(&h, m, err) == 0) {
 		rc = 0;
 	}
 	safetensors_checkpoint_close(h.ckpt);

@@ -150,6 +150,8 @@ session_free(struct session *s)
 	free(s->file);
 	free(s->model_path);
 	free(s->cache_path);
+	free(s->model_path_written);
+	free(s->cache_path_written);
 	session_sites_clear(&s->sites);
 	session_sites_clear(&s->start_sites);
 	for (int i = 0; i < s->n_actions; i++)
@@ -168,6 +170,18 @@ const char *
 session_cache_path(const struct session *s)
 {
 	return s->cache_path;
+}
+
+const char *
+session_model_path_written(const struct session *s)
+{
+	return s->model_path_written;
+}
+
+const char *
+session_cache_path_written(const struct session *s)
+{
+	return s->cache_path_written;
 }
 
 const char *
@@ -214,12 +228,16 @@ session_set_paths(struct session *s, const char *model_path, const char *cache_p
 
 		free(s->model_path);
 		s->model_path = copy;
+		free(s->model_path_written);
+		s->model_path_written = NULL;
 	}
 	if (cache_path != NULL) {
 		char *copy = alloc_strdup(cache_path);
 
 		free(s->cache_path);
 		s->cache_path = copy;
+		free(s->cache_path_written);
+		s->cache_path_written = NULL;
 	}
 }
 
@@ -233,6 +251,8 @@ session_rebind(struct session *s, const char *model_path, const struct model *mo
 	s->model_fingerprint = model->fingerprint;
 	free(s->cache_path);
 	s->cache_path = cache_copy;
+	free(s->cache_path_written);
+	s->cache_path_written = NULL;
 	s->has_cache = cache != NULL;
 	if (cache != NULL) {
 		s->cache_model_fingerprint = calib_cache_provenance(cache)->fingerprint;
@@ -380,6 +400,45 @@ state_set(struct analysis *a, const struct session_state *st)
 	}
 }
 
+/* Returns the analysis index of site k of journal action index, or -1 with the
+ * action's JSON path in err when a's model has no such site. */
+static int
+journal_site_index(const struct session *s, const struct analysis *a, int index, int k,
+		   struct error *err)
+{
+	const struct session_action *action = &s->actions[index];
+	int site = session_site_index(a, action->sites[k]);
+
+	if (site >= 0)
+		return site;
+	if (action->kind == SESSION_SET_TRANSFORM)
+		return error_set(err, "%s: journal[%d].site: the model has no site %s",
+				 session_label(s), index, action->sites[k]);
+	return error_set(err, "%s: journal[%d].sites[%d]: the model has no site %s",
+			 session_label(s), index, k, action->sites[k]);
+}
+
+/* Checks that every site the journal names exists in a's model, so that a session
+ * whose journal could not be re-run is rejected even when only its final state is
+ * applied. */
+static int
+journal_check_sites(const struct session *s, const struct analysis *a, struct error *err)
+{
+	struct session_state start;
+
+	if (state_from_sites(s, a, &s->start_quant, &s->start_sites, "journal_start.sites", &start,
+			     err) != 0)
+		return -1;
+	session_state_free(&start);
+	for (int i = 0; i < s->n_actions; i++) {
+		for (int k = 0; k < s->actions[i].n_sites; k++) {
+			if (journal_site_index(s, a, i, k, err) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 int
 session_apply(const struct session *s, struct analysis *a, struct error *err)
 {
@@ -387,6 +446,10 @@ session_apply(const struct session *s, struct analysis *a, struct error *err)
 
 	if (state_from_sites(s, a, &s->quant, &s->sites, "sites", &st, err) != 0)
 		return -1;
+	if (journal_check_sites(s, a, err) != 0) {
+		session_state_free(&st);
+		return -1;
+	}
 	state_set(a, &st);
 	session_state_free(&st);
 	return 0;
@@ -422,17 +485,11 @@ journal_step(const struct session *s, const struct analysis *a, int index,
 	/* Resolve every site first, so a bad name changes nothing. */
 	sites = alloc_array(action->n_sites > 0 ? (size_t)action->n_sites : 1, sizeof(*sites));
 	for (int k = 0; k < action->n_sites; k++) {
-		sites[k] = session_site_index(a, action->sites[k]);
-		if (sites[k] >= 0)
-			continue;
-		if (action->kind == SESSION_SET_TRANSFORM)
-			error_set(err, "%s: journal[%d].site: the model has no site %s",
-				  session_label(s), index, action->sites[k]);
-		else
-			error_set(err, "%s: journal[%d].sites[%d]: the model has no site %s",
-				  session_label(s), index, k, action->sites[k]);
-		free(sites);
-		return -1;
+		sites[k] = journal_site_index(s, a, index, k, err);
+		if (sites[k] < 0) {
+			free(sites);
+			return -1;
+		}
 	}
 	*stack = alloc_resize(*stack, (size_t)*depth + 1, sizeof(**stack));
 	state_copy(&(*stack)[(*depth)++], st);

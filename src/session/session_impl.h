@@ -19,6 +19,9 @@ struct session {
 	char *file;                   /* loaded from or last saved to; NULL before */
 	char *model_path;             /* usable from the working directory */
 	char *cache_path;             /* NULL without cache */
+	/* The paths as the file gives them, for messages, or NULL once replaced. */
+	char *model_path_written;
+	char *cache_path_written;
 	uint64_t model_fingerprint;
 	bool has_cache;
 	uint64_t cache_model_fingerprint;

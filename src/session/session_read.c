@@ -228,6 +228,7 @@ parse_model(const struct loader *ld, const json_t *root, struct session *s)
 	    parse_hex64(ld, model, "fingerprint", "model.fingerprint", &s->model_fingerprint) != 0)
 		return -1;
 	s->model_path = resolve_path(ld->file, path);
+	s->model_path_written = alloc_strdup(path);
 	return 0;
 }
 
@@ -250,6 +251,7 @@ parse_calib(const struct loader *ld, const json_t *root, struct session *s)
 		return -1;
 	s->has_cache = true;
 	s->cache_path = resolve_path(ld->file, path);
+	s->cache_path_written = alloc_strdup(path);
 	return 0;
 }
 
@@ -302,11 +304,62 @@ parse_ui(const struct loader *ld, const json_t *root, struct session *s)
 	return 0;
 }
 
+/* Checks "YYYY-MM-DDTHH:MM:SSZ", the form the explorer writes, with each field in
+ * its range (60 seconds for a leap second). Days are not checked against the month. */
+static bool
+is_utc_time(const char *text)
+{
+	static const char pattern[] = "dddd-dd-ddTdd:dd:ddZ";
+	int year, month, day, hour, minute, second;
+
+	if (strlen(text) != sizeof(pattern) - 1)
+		return false;
+	for (size_t i = 0; pattern[i] != '\0'; i++) {
+		bool digit = text[i] >= '0' && text[i] <= '9';
+
+		if (pattern[i] == 'd' ? !digit : text[i] != pattern[i])
+			return false;
+	}
+	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2dZ", &year, &month, &day, &hour, &minute,
+		   &second) != 6)
+		return false;
+	return month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 23 && minute <= 59 &&
+	       second <= 60;
+}
+
+/* Rejects a field that belongs to another kind of action, such as a quant in an
+ * undo, so that a hand edit that changed the action is not half applied. */
+static int
+check_action_fields(const struct loader *ld, const json_t *item, size_t index, const char *kind,
+		    const char *const *fields, const char *field_list)
+{
+	const char *key;
+	const json_t *value;
+	char path[96];
+
+	json_object_foreach((json_t *)item, key, value) {
+		bool allowed = strcmp(key, "t") == 0 || strcmp(key, "action") == 0;
+
+		for (int i = 0; fields[i] != NULL; i++)
+			allowed = allowed || strcmp(key, fields[i]) == 0;
+		if (allowed)
+			continue;
+		snprintf(path, sizeof(path), "journal[%zu].%s", index, key);
+		return load_fail(ld, path, "'%s' is not a field of %s actions; they take %s", key,
+				 kind, field_list);
+	}
+	return 0;
+}
+
 static int
 parse_action(const struct loader *ld, const json_t *item, size_t index,
 	     struct session_action *action)
 {
 	static const char *const keys[] = { "t", "action", "site", "sites", "transform", "quant", NULL };
+	static const char *const transform_fields[] = { "site", "transform", NULL };
+	static const char *const apply_all_fields[] = { "sites", "transform", NULL };
+	static const char *const quant_fields[] = { "quant", NULL };
+	static const char *const undo_fields[] = { NULL };
 	char path[96];
 	const char *time_text, *kind;
 
@@ -317,9 +370,9 @@ parse_action(const struct loader *ld, const json_t *item, size_t index,
 	snprintf(path, sizeof(path), "journal[%zu].t", index);
 	if (get_string(ld, item, "t", path, &time_text) != 0)
 		return -1;
-	/* NOTE: the time is kept for the record and only its length is checked. */
-	if (strlen(time_text) >= sizeof(action->time))
-		return load_fail(ld, path, "'%s' is not an ISO 8601 UTC time", time_text);
+	if (strlen(time_text) >= sizeof(action->time) || !is_utc_time(time_text))
+		return load_fail(ld, path, "'%.40s' is not an ISO 8601 UTC time such as "
+				 "2026-12-04T21:10:00Z", time_text);
 	snprintf(action->time, sizeof(action->time), "%s", time_text);
 	snprintf(path, sizeof(path), "journal[%zu].action", index);
 	if (get_string(ld, item, "action", path, &kind) != 0)
@@ -327,6 +380,9 @@ parse_action(const struct loader *ld, const json_t *item, size_t index,
 
 	if (strcmp(kind, "set_transform") == 0) {
 		action->kind = SESSION_SET_TRANSFORM;
+		if (check_action_fields(ld, item, index, kind, transform_fields,
+					"t, action, site and transform") != 0)
+			return -1;
 		action->n_sites = 1;
 		action->sites = alloc_array(1, sizeof(*action->sites));
 		snprintf(path, sizeof(path), "journal[%zu].site", index);
@@ -338,6 +394,9 @@ parse_action(const struct loader *ld, const json_t *item, size_t index,
 		size_t k;
 
 		action->kind = SESSION_APPLY_ALL;
+		if (check_action_fields(ld, item, index, kind, apply_all_fields,
+					"t, action, sites and transform") != 0)
+			return -1;
 		snprintf(path, sizeof(path), "journal[%zu].sites", index);
 		if (expect_type(ld, sites, path, JSON_ARRAY, "an array of site names") != 0)
 			return -1;
@@ -350,11 +409,13 @@ parse_action(const struct loader *ld, const json_t *item, size_t index,
 		}
 	} else if (strcmp(kind, "set_quant") == 0) {
 		action->kind = SESSION_SET_QUANT;
+		if (check_action_fields(ld, item, index, kind, quant_fields, "t, action and quant") != 0)
+			return -1;
 		snprintf(path, sizeof(path), "journal[%zu].quant", index);
 		return parse_quant(ld, item, path, &action->quant);
 	} else if (strcmp(kind, "undo") == 0) {
 		action->kind = SESSION_UNDO;
-		return 0;
+		return check_action_fields(ld, item, index, kind, undo_fields, "t and action");
 	} else {
 		return load_fail(ld, path, "unknown action '%s'; expected set_transform, apply_all, "
 				 "set_quant or undo", kind);
@@ -371,6 +432,7 @@ parse_journal(const struct loader *ld, const json_t *root, struct session *s)
 	const json_t *journal = json_object_get(root, "journal");
 	const json_t *item;
 	size_t i;
+	long undo_depth = 0;
 
 	/* Without journal_start the journal starts from the default quantizer and no
 	 * transforms, as the explorer does without options. */
@@ -391,12 +453,19 @@ parse_journal(const struct loader *ld, const json_t *root, struct session *s)
 		return -1;
 	json_array_foreach((json_t *)journal, i, item) {
 		struct session_action action;
+		char path[64];
 
 		if (parse_action(ld, item, i, &action) != 0) {
 			session_action_clear(&action);
 			return -1;
 		}
 		session_append_action(s, &action);
+		/* Every undo needs an earlier action not yet undone. That does not depend on
+		 * the model, so it is checked on load and not only by --from-journal. */
+		undo_depth += action.kind == SESSION_UNDO ? -1 : 1;
+		snprintf(path, sizeof(path), "journal[%zu]", i);
+		if (undo_depth < 0)
+			return load_fail(ld, path, "undo with nothing left to undo");
 	}
 	return 0;
 }
