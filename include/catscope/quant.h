@@ -85,6 +85,13 @@ int quant_group_count(const struct quant_params *p, int cols);
 /* Step and zero point of one group of n values (clip overrides p->clip if > 0). */
 void quant_group_step(const float *v, int n, const struct quant_params *p, float clip,
 		      float *step, int32_t *zero);
+/* The same, and the group's range before clipping: 2 max|v| when symmetric, max - min
+ * when asymmetric. A group of range 0 is reproduced exactly. */
+void quant_group_step_range(const float *v, int n, const struct quant_params *p, float clip,
+			    float *step, int32_t *zero, float *range);
+/* Fake-quantizes one group of n values in place on the grid (step, zero). */
+void quant_fake_group(float *v, int n, const struct quant_params *p, float step,
+		      int32_t zero);
 /* The unsigned code of v on the grid (step, zero). */
 uint8_t quant_code(float v, const struct quant_params *p, float step, int32_t zero);
 

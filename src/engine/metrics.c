@@ -471,33 +471,37 @@ measure_layer(const struct evaluation *ev, const float *y, double power, const f
 	free(e);
 }
 
-/* Predicted weight noise sum_r sum_i Delta_{r,g(i)}^2 / 12 * (T Sx T^T)_ii. */
+/* Predicted weight noise sum_r sum_i Delta_{r,g(i)}^2 / 12 * (T Sx T^T)_ii. With q not
+ * NULL it also writes the RTN of wt into q, from the same steps, so that each group is
+ * read once for both. */
 static double
-predicted_weight_noise(const struct evaluation *ev, const float *wt, int rows,
-		       const float *row_clip)
+predict_weight_noise(const struct evaluation *ev, const float *wt, float *q, int rows,
+		     const float *row_clip)
 {
 	const struct quant_params *wp = &ev->qc->weight;
 	int d = ev->d, groups = quant_group_count(wp, d);
 	int g_size = groups == 1 ? d : wp->group_size;
+	double *group_diag = alloc_zeroed(groups, sizeof(*group_diag));
 	double total = 0;
 
-	if (wp->bits == 0)
-		return 0;
+	for (int i = 0; i < d; i++)
+		group_diag[i / g_size] += ev->diag_t[i];
 	for (int64_t r = 0; r < rows; r++)
 		for (int g = 0; g < groups; g++) {
-			int start = g * g_size, len = start + g_size <= d ? g_size : d - start;
-			float step;
+			int64_t start = r * d + (int64_t)g * g_size;
+			int len = (g + 1) * g_size <= d ? g_size : d - g * g_size;
+			float step, range;
 			int32_t zero;
-			double diag = 0;
 
-			if (row_range(wt + r * d + start, len, wp->mode) == 0)
-				continue;
-			quant_group_step(wt + r * d + start, len, wp, row_clip ? row_clip[r] : 0,
-					 &step, &zero);
-			for (int i = start; i < start + len; i++)
-				diag += ev->diag_t[i];
-			total += (double)step * step / 12 * diag;
+			quant_group_step_range(wt + start, len, wp, row_clip ? row_clip[r] : 0, &step,
+					       &zero, &range);
+			if (q != NULL)
+				quant_fake_group(q + start, len, wp, step, zero);
+			/* A group of range 0 is reproduced exactly. */
+			if (range > 0)
+				total += (double)step * step / 12 * group_diag[g];
 		}
+	free(group_diag);
 	return total;
 }
 
@@ -585,13 +589,14 @@ evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
 		}
 		if (qflags & QUANT_FLAG_HESSIAN_DAMPED)
 			lr->flags |= METRICS_FLAG_HESSIAN_DAMPED;
-	} else {
-		quant_fake_rows(q, rows, d, d, &qc->weight, row_clip);
 	}
 
 	/* NOTE: the predicted weight noise is the RTN noise model even under GPTQ, whose
 	 * error feedback makes the real noise smaller and correlated with the input. */
-	noise_w = predicted_weight_noise(ev, wt, rows, row_clip);
+	noise_w = 0;
+	if (qc->weight.bits > 0)
+		noise_w = predict_weight_noise(ev, wt, qc->rounding == QUANT_GPTQ ? NULL : q, rows,
+					       row_clip);
 	for (int i = 0; i < d; i++)
 		noise_x += col_norm[i] * ev->act_var[i];
 	if (qc->act.bits == 0)

@@ -10,8 +10,9 @@
 #include "catscope/log.h"
 #include "catscope/transform.h"
 
-/* Rows per pass when applying dense blocks, to bound the scratch buffer. */
-#define APPLY_CHUNK_ROWS 1024
+/* Rows per pass when applying a transform: a chunk stays in cache while all its blocks
+ * are transformed, and it bounds the scratch buffer. */
+#define APPLY_CHUNK_ROWS 128
 
 int
 site_layers_check(const struct site_layers *layers, int dim, struct error *err)
@@ -293,13 +294,17 @@ fail:
 	return -1;
 }
 
-/* Dense stage on n rows (stride d): x_b <- blocks_b x_b, i.e. X_b <- X_b blocks_b^T. */
+/* Dense stage on n rows (stride d): x_b <- blocks_b x_b, i.e. X_b <- X_b blocks_b^T.
+ * When the Hadamard stage has the same blocks (CAT), it runs on each product while
+ * the product is in cache, and *hadamard_done says so. */
 static void
-apply_dense(const struct transform *t, const float *blocks, float *x, int64_t n)
+apply_dense(const struct transform *t, const float *blocks, float *x, int64_t n,
+	    bool *hadamard_done)
 {
 	int d = t->dim, k = t->dense_block, nb = block_count(d, k);
 	float *tmp = alloc_array((size_t)APPLY_CHUNK_ROWS * k, sizeof(*tmp));
 
+	*hadamard_done = t->hadamard_block == k;
 	for (int64_t r0 = 0; r0 < n; r0 += APPLY_CHUNK_ROWS) {
 		int rows = (int)(n - r0 < APPLY_CHUNK_ROWS ? n - r0 : APPLY_CHUNK_ROWS);
 
@@ -309,6 +314,8 @@ apply_dense(const struct transform *t, const float *blocks, float *x, int64_t n)
 
 			linalg_sgemm(false, true, rows, s, s, 1.0f, xb, d,
 				     blocks + block_storage_offset(d, k, b), s, 0.0f, tmp, s);
+			if (*hadamard_done)
+				linalg_hadamard_rows(tmp, rows, s, s, false);
 			for (int r = 0; r < rows; r++)
 				memcpy(xb + (int64_t)r * d, tmp + (int64_t)r * s, sizeof(*tmp) * s);
 		}
@@ -316,16 +323,18 @@ apply_dense(const struct transform *t, const float *blocks, float *x, int64_t n)
 	free(tmp);
 }
 
+/* Hadamard stage on n rows, a chunk of rows at a time so that every block of a row is
+ * transformed while the row is in cache. */
 static void
 apply_hadamard(const struct transform *t, float *x, int64_t n)
 {
 	int d = t->dim, k = t->hadamard_block;
 
-	for (int start = 0; start < d; start += k) {
-		int s = start + k <= d ? k : d - start;
+	for (int64_t r0 = 0; r0 < n; r0 += APPLY_CHUNK_ROWS) {
+		int rows = (int)(n - r0 < APPLY_CHUNK_ROWS ? n - r0 : APPLY_CHUNK_ROWS);
 
-		for (int64_t r0 = 0; r0 < n; r0 += 1 << 20) {
-			int rows = (int)(n - r0 < (1 << 20) ? n - r0 : (1 << 20));
+		for (int start = 0; start < d; start += k) {
+			int s = start + k <= d ? k : d - start;
 
 			linalg_hadamard_rows(x + r0 * d + start, rows, d, s, false);
 		}
@@ -341,9 +350,11 @@ transform_apply_activations(const struct transform *t, float *x, int64_t n)
 		for (int64_t r = 0; r < n; r++)
 			for (int i = 0; i < d; i++)
 				x[r * d + i] *= t->scale[i];
+	bool hadamard_done = false;
+
 	if (t->dense_block > 0)
-		apply_dense(t, t->dense, x, n);
-	if (t->hadamard_block > 0)
+		apply_dense(t, t->dense, x, n, &hadamard_done);
+	if (t->hadamard_block > 0 && !hadamard_done)
 		apply_hadamard(t, x, n);
 }
 
@@ -356,9 +367,11 @@ transform_apply_weights(const struct transform *t, float *w, int64_t rows)
 		for (int64_t r = 0; r < rows; r++)
 			for (int i = 0; i < d; i++)
 				w[r * d + i] /= t->scale[i];
+	bool hadamard_done = false;
+
 	if (t->dense_block > 0)
-		apply_dense(t, t->dense_inv_t, w, rows);
-	if (t->hadamard_block > 0)
+		apply_dense(t, t->dense_inv_t, w, rows, &hadamard_done);
+	if (t->hadamard_block > 0 && !hadamard_done)
 		apply_hadamard(t, w, rows);
 }
 

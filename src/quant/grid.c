@@ -225,8 +225,8 @@ quant_group_count(const struct quant_params *p, int cols)
 }
 
 void
-quant_group_step(const float *v, int n, const struct quant_params *p, float clip,
-		 float *step, int32_t *zero)
+quant_group_step_range(const float *v, int n, const struct quant_params *p, float clip,
+		       float *step, int32_t *zero, float *range)
 {
 	int levels = (1 << p->bits) - 1;
 	float c = clip > 0 ? clip : p->clip;
@@ -237,6 +237,7 @@ quant_group_step(const float *v, int n, const struct quant_params *p, float clip
 		for (int i = 0; i < n; i++)
 			if (fabsf(v[i]) > amax)
 				amax = fabsf(v[i]);
+		*range = 2 * amax;
 		*step = 2.0f * c * amax / levels;
 		*zero = 1 << (p->bits - 1);
 		if (!(*step > 0))
@@ -250,6 +251,7 @@ quant_group_step(const float *v, int n, const struct quant_params *p, float clip
 			if (v[i] > hi)
 				hi = v[i];
 		}
+		*range = hi - lo;
 		mid = 0.5f * (lo + hi);
 		half = 0.5f * c * (hi - lo);
 		*step = 2.0f * half / levels;
@@ -257,6 +259,15 @@ quant_group_step(const float *v, int n, const struct quant_params *p, float clip
 			*step = fabsf(lo) > 0 ? fabsf(lo) : 1.0f;
 		*zero = (int32_t)nearbyintf(-(mid - half) / *step);
 	}
+}
+
+void
+quant_group_step(const float *v, int n, const struct quant_params *p, float clip,
+		 float *step, int32_t *zero)
+{
+	float range;
+
+	quant_group_step_range(v, n, p, clip, step, zero, &range);
 }
 
 /* Round half to even of r, clamped to the integers [lo, hi]; NaN gives lo. Adding and
@@ -324,21 +335,28 @@ quant_fake_rows(float *x, int rows, int cols, int64_t ld, const struct quant_par
 		for (int g = 0; g < groups; g++) {
 			int start = g * g_size;
 			int n = start + g_size <= cols ? g_size : cols - start;
-			float step, lo, hi;
+			float step;
 			int32_t zero;
 
 			quant_group_step(row + start, n, p, clip, &step, &zero);
-			if (!code_range(p, zero, &lo, &hi)) {
-				for (int i = start; i < start + n; i++)
-					row[i] = ((float)quant_code(row[i], p, step, zero) - (float)zero) *
-						 step;
-				continue;
-			}
-			/* (code - zero) * step with code = q + zero is q * step exactly. */
-			for (int i = start; i < start + n; i++)
-				row[i] = round_clamp(row[i] / step, lo, hi) * step;
+			quant_fake_group(row + start, n, p, step, zero);
 		}
 	}
+}
+
+void
+quant_fake_group(float *v, int n, const struct quant_params *p, float step, int32_t zero)
+{
+	float lo, hi;
+
+	if (!code_range(p, zero, &lo, &hi)) {
+		for (int i = 0; i < n; i++)
+			v[i] = ((float)quant_code(v[i], p, step, zero) - (float)zero) * step;
+		return;
+	}
+	/* (code - zero) * step with code = q + zero is q * step exactly. */
+	for (int i = 0; i < n; i++)
+		v[i] = round_clamp(v[i] / step, lo, hi) * step;
 }
 
 void
