@@ -50,6 +50,7 @@ struct analysis_site {
 	 * return to an earlier transform skips the build (the CAT eigendecompositions). */
 	struct transform kept[ANALYSIS_TRANSFORMS_KEPT];
 	unsigned long kept_used[ANALYSIS_TRANSFORMS_KEPT]; /* 0: slot empty */
+	bool prebuilt;                 /* the idle worker tried to build its default CAT */
 	unsigned long last_used;       /* analysis tick of the last evaluation, for evicting
 					* kept outputs and transforms */
 };

@@ -387,6 +387,58 @@ analysis_pending(struct analysis *a)
 	return n;
 }
 
+/* Builds the default CAT transform of the first finished site that has none kept, so
+ * that switching a site to CAT in the explorer skips the eigendecompositions. Runs only
+ * when the worker is idle and while the caches have room for it. Returns false when
+ * there is nothing left to build. The caller holds the lock, which is released during
+ * the build. */
+static bool
+analysis_prebuild_next(struct analysis *a)
+{
+	struct transform_spec spec;
+	struct analysis_site *site = NULL;
+	struct site_layers layers;
+	const struct site_stats *stats;
+	struct transform t;
+	struct error err;
+	size_t total = 0;
+	int index = -1, dim;
+
+	transform_spec_parse("cat", &spec, NULL);
+	for (int i = 0; i < a->n_sites; i++)
+		total += analysis_site_cache_bytes(&a->sites[i]);
+	for (int i = 0; i < a->n_sites && index < 0; i++) {
+		struct analysis_site *s = &a->sites[i];
+		bool kept = false;
+
+		if (s->state != ANALYSIS_DONE || s->prebuilt)
+			continue;
+		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
+			kept = kept || (s->kept_used[j] != 0 && transform_spec_equal(&s->kept[j].spec, &spec));
+		s->prebuilt = true;
+		if (!kept)
+			index = i;
+	}
+	if (index < 0)
+		return false;
+	site = &a->sites[index];
+	dim = analysis_site_dim(a, site->kind);
+	/* Two float copies of d x k blocks. */
+	if (total + 2 * sizeof(float) * (size_t)dim * transform_block_size(&spec, dim) >
+	    ANALYSIS_CACHE_BUDGET)
+		return true;
+	pthread_mutex_unlock(&a->lock);
+	analysis_site_layers(a, index, &layers);
+	stats = analysis_stats(a, site, dim, &err);
+	if (stats != NULL && transform_build(&spec, stats, &layers, &t, &err) == 0) {
+		pthread_mutex_lock(&a->lock);
+		analysis_keep_transform(a, site, &t);
+		return true;
+	}
+	pthread_mutex_lock(&a->lock);
+	return true;
+}
+
 static void *
 analysis_worker_main(void *arg)
 {
@@ -412,6 +464,8 @@ analysis_worker_main(void *arg)
 			refine = next >= 0;
 		}
 		if (next < 0) {
+			if (analysis_prebuild_next(a))
+				continue;
 			pthread_cond_wait(&a->wake, &a->lock);
 			continue;
 		}

@@ -16,6 +16,12 @@ tests_test_metrics_SOURCES = tests/test_metrics.c tests/site_fixture.h
 tests_test_metrics_CFLAGS = $(TEST_CFLAGS)
 tests_test_metrics_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test_analysis
+CS_TESTS += tests/test_analysis
+tests_test_analysis_SOURCES = tests/test_analysis.c tests/site_fixture.h
+tests_test_analysis_CFLAGS = $(TEST_CFLAGS)
+tests_test_analysis_LDADD = $(TEST_LIBS)
+
 # make bench builds and runs the site benchmark; it is not part of make all.
 EXTRA_PROGRAMS += bench/bench_site
 bench_programs += bench/bench_site
