@@ -298,6 +298,16 @@ outputs_kept(const struct evaluation *ev)
 	return true;
 }
 
+static double
+sum_squares(const float *v, int64_t n)
+{
+	double total = 0;
+
+	for (int64_t i = 0; i < n; i++)
+		total += (double)v[i] * v[i];
+	return total;
+}
+
 /* Copies the finite sample tokens, transforms and quantizes them, and derives C(T x)
  * and the activation noise per channel. */
 static void
@@ -354,12 +364,16 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 	}
 	transform_apply_activations(ev->t, ev->xt, n);
 
+	/* One pass per token gives C(T x), the activation noise per channel and the
+	 * quantized copy, from one step per group. */
+	ev->xq = alloc_array((size_t)n * d, sizeof(float));
+	memcpy(ev->xq, ev->xt, sizeof(float) * n * d);
 	for (int tok = 0; tok < n; tok++) {
 		const float *x = ev->xt + (int64_t)tok * d;
+		float *xq = ev->xq + (int64_t)tok * d;
 		float range = row_range(x, d, ap->mode);
 
-		for (int i = 0; i < d; i++)
-			norm_sum += (double)x[i] * x[i];
+		norm_sum += sum_squares(x, d);
 		range_sum += (double)range * range;
 		if (range == 0)
 			ev->flags |= METRICS_FLAG_CONSTANT_TOKEN;
@@ -369,39 +383,27 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 
 			for (int g = 0; g < groups; g++) {
 				int start = g * g_size, len = start + g_size <= d ? g_size : d - start;
-				float step;
+				float step, group_range;
 				int32_t zero;
+				double var;
 
-				quant_group_step(x + start, len, ap, 0, &step, &zero);
+				quant_group_step_range(x + start, len, ap, 0, &step, &zero, &group_range);
+				quant_fake_group(xq + start, len, ap, step, zero);
 				/* A zero-range group is reproduced exactly: no noise. */
-				if (row_range(x + start, len, ap->mode) == 0)
-					step = 0;
+				var = group_range > 0 ? (double)step * step / 12 / n : 0;
 				for (int i = start; i < start + len; i++)
-					ev->act_var[i] += (double)step * step / 12 / n;
+					ev->act_var[i] += var;
 			}
 		}
 	}
 	out->c_x = ev->c_x = range_sum > 0 ? norm_sum / range_sum : NAN;
 	if (!(range_sum > 0))
 		ev->flags |= METRICS_FLAG_CONSTANT_TOKEN;
-	ev->xq = alloc_array((size_t)n * d, sizeof(float));
-	memcpy(ev->xq, ev->xt, sizeof(float) * n * d);
-	quant_fake_rows(ev->xq, n, d, d, ap, NULL);
 	if (ev->parts) {
 		ev->dx = alloc_array((size_t)n * d, sizeof(float));
 		for (int64_t i = 0; i < (int64_t)n * d; i++)
 			ev->dx[i] = ev->xt[i] - ev->xq[i];
 	}
-}
-
-static double
-sum_squares(const float *v, int64_t n)
-{
-	double total = 0;
-
-	for (int64_t i = 0; i < n; i++)
-		total += (double)v[i] * v[i];
-	return total;
 }
 
 /* Y = X W^T of the layer on the untransformed sample, and ||Y||^2; kept in the
