@@ -145,6 +145,7 @@ run(int d, int m, int n, int full_limit)
 	struct site_result res;
 	struct engine_invariants invariants = { 0 };
 	double ref, build, eval;
+	char full[32];
 
 	bench_site_init(&b, d, m, n);
 	ref = time_reference_sgemm(&b, m);
@@ -190,8 +191,9 @@ run(int d, int m, int n, int full_limit)
 		printf("    %-9s %18.2f %26.2f %7.2f %12.2f\n", specs[i], requant / ref, first / ref,
 		       built / ref, parts / ref);
 	}
-	printf("  cat:128: A %.3g -> %.3g (A*_128 %.3g, A* %.3g), SQNR predicted %.2f dB, "
-	       "measured %.2f dB\n", res.alignment_raw, res.alignment, res.best_k, res.best_full,
+	snprintf(full, sizeof(full), isnan(res.best_full) ? "skipped" : "%.3g", res.best_full);
+	printf("  cat:128: A %.3g -> %.3g (A*_128 %.3g, A* %s), SQNR predicted %.2f dB, "
+	       "measured %.2f dB\n", res.alignment_raw, res.alignment, res.best_k, full,
 	       res.predicted.total_db, res.measured.total_db);
 	fflush(stdout);
 	engine_invariants_release(&invariants);

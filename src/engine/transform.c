@@ -296,7 +296,7 @@ fail:
 
 /* Dense stage on n rows (stride d): x_b <- blocks_b x_b, i.e. X_b <- X_b blocks_b^T.
  * When the Hadamard stage has the same blocks (CAT), it runs on each product while
- * the product is in cache, and *hadamard_done says so. */
+ * the product is in cache, and *hadamard_done is set. */
 static void
 apply_dense(const struct transform *t, const float *blocks, float *x, int64_t n,
 	    bool *hadamard_done)
