@@ -81,6 +81,11 @@ void linalg_f32_to_bf16_row(const float *in, uint16_t *out, int64_t n);
 /* Fast Walsh-Hadamard transform of x (length n, a power of two), normalised by
  * 1/sqrt(n) so that it is orthogonal and its own inverse. */
 void linalg_fwht(float *x, int n);
+void linalg_fwht_double(double *x, int n);
+/* diag (width) of H S H^T for the any-width Hadamard H of linalg_hadamard_rows and a
+ * symmetric width x width S (double, row stride ld), in about width^2 additions
+ * instead of transforming S. */
+void linalg_hadamard_diagonal(const double *sigma, int64_t ld, int width, double *diag);
 /* True if n is a power of two (n >= 1). */
 bool linalg_is_pow2(int n);
 /* Largest power of two dividing n (n >= 1). */

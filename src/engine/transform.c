@@ -406,31 +406,6 @@ transform_conjugate(const struct transform *t, const double *sigma, float *out)
 	transform_apply_activations(t, out, d);
 }
 
-/* diag (s) of H S H^T for the s x s Sylvester Hadamard H (s a power of two) and a
- * symmetric S with row stride ld. Since H_ij H_ik = (-1)^popcount(i & (j ^ k)) / s,
- * diag_i is the Walsh-Hadamard transform of a_m = sum_j S_{j, j^m}, divided by s: d^2
- * additions and one transform of length s, where transforming S costs 2 d^2 log d. */
-static void
-hadamard_diagonal(const double *sigma, int64_t ld, int s, double *diag)
-{
-	double *a = alloc_zeroed(s, sizeof(*a));
-
-	for (int64_t j = 0; j < s; j++)
-		for (int m = 0; m < s; m++)
-			a[m] += sigma[j * ld + (j ^ m)];
-	for (int h = 1; h < s; h *= 2)
-		for (int i = 0; i < s; i += 2 * h)
-			for (int j = i; j < i + h; j++) {
-				double x = a[j], y = a[j + h];
-
-				a[j] = x + y;
-				a[j + h] = x - y;
-			}
-	for (int i = 0; i < s; i++)
-		diag[i] = a[i] / s;
-	free(a);
-}
-
 void
 transform_conjugate_diagonal(const struct transform *t, const double *sigma, double *diag)
 {
@@ -457,9 +432,9 @@ transform_conjugate_diagonal(const struct transform *t, const double *sigma, dou
 			.hadamard_block = t->hadamard_block > 0 ? s : 0,
 		};
 
-		if (sub.scale == NULL && sub.dense_block == 0 && sub.hadamard_block == s &&
-		    linalg_is_pow2(s)) {
-			hadamard_diagonal(sigma + (int64_t)start * d + start, d, s, diag + start);
+		if (sub.scale == NULL && sub.dense_block == 0 && sub.hadamard_block == s) {
+			linalg_hadamard_diagonal(sigma + (int64_t)start * d + start, d, s,
+						 diag + start);
 			continue;
 		}
 		for (int64_t i = 0; i < s; i++)

@@ -23,19 +23,35 @@ linalg_pow2_factor(int n)
 	return n & -n;
 }
 
+/* The orthonormal Walsh-Hadamard butterflies, for float and double. */
+#define FWHT_BODY(type, x, n)                                           \
+	do {                                                            \
+		for (int h = 1; h < (n); h *= 2)                        \
+			for (int i = 0; i < (n); i += 2 * h)            \
+				for (int j = i; j < i + h; j++) {       \
+					type a = (x)[j], b = (x)[j + h]; \
+									\
+					(x)[j] = a + b;                 \
+					(x)[j + h] = a - b;             \
+				}                                       \
+	} while (0)
+
 void
 linalg_fwht(float *x, int n)
 {
 	float norm = 1.0f / sqrtf((float)n);
 
-	for (int h = 1; h < n; h *= 2)
-		for (int i = 0; i < n; i += 2 * h)
-			for (int j = i; j < i + h; j++) {
-				float a = x[j], b = x[j + h];
+	FWHT_BODY(float, x, n);
+	for (int i = 0; i < n; i++)
+		x[i] *= norm;
+}
 
-				x[j] = a + b;
-				x[j + h] = a - b;
-			}
+void
+linalg_fwht_double(double *x, int n)
+{
+	double norm = 1.0 / sqrt((double)n);
+
+	FWHT_BODY(double, x, n);
 	for (int i = 0; i < n; i++)
 		x[i] *= norm;
 }
@@ -113,6 +129,55 @@ linalg_hadamard_rows(float *x, int rows, int ld, int width, bool transpose)
 	}
 	free(c);
 	free(seg);
+}
+
+void
+linalg_hadamard_diagonal(const double *sigma, int64_t ld, int width, double *diag)
+{
+	int p = linalg_pow2_factor(width);
+	int q = width / p;
+	double *z = alloc_zeroed((size_t)p * q * q, sizeof(*z));
+	double *v = alloc_array(p, sizeof(*v));
+	float *c = q > 1 ? dct_matrix(q) : NULL;
+
+	/* With index i = a q + b, H = (H_p / sqrt(p)) (x) C, and H_p[a][c] H_p[a][c'] is
+	 * (-1)^popcount(a & (c ^ c')). So diag_(a,b) is 1/p times the Walsh-Hadamard
+	 * transform over m of (C Z_m C^T)_bb, where Z_m = sum_c S_(c, c^m) sums the q x q
+	 * blocks along the XOR diagonal m: d^2 additions in all. */
+	for (int64_t cb = 0; cb < p; cb++)
+		for (int e = 0; e < q; e++) {
+			const double *row = sigma + (cb * q + e) * ld;
+
+			for (int64_t m = 0; m < p; m++) {
+				const double *block = row + (cb ^ m) * q;
+				double *zm = z + (m * q + e) * q;
+
+				for (int f = 0; f < q; f++)
+					zm[f] += block[f];
+			}
+		}
+	for (int b = 0; b < q; b++) {
+		for (int64_t m = 0; m < p; m++) {
+			const double *zm = z + m * q * q;
+			double sum = 0;
+
+			if (c == NULL) {
+				sum = zm[0];
+			} else {
+				for (int e = 0; e < q; e++)
+					for (int f = 0; f < q; f++)
+						sum += (double)c[b * q + e] * zm[e * q + f] * c[b * q + f];
+			}
+			v[m] = sum;
+		}
+		/* The orthonormal transform carries 1 / sqrt(p) of the 1 / p. */
+		linalg_fwht_double(v, p);
+		for (int a = 0; a < p; a++)
+			diag[(int64_t)a * q + b] = v[a] / sqrt((double)p);
+	}
+	free(z);
+	free(v);
+	free(c);
 }
 
 void
