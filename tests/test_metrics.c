@@ -406,6 +406,38 @@ predicted_matches_measured_gaussian(void **state)
 	fixture_free(&f);
 }
 
+/* With a clipping ratio below 1 the prediction counts the clipped values' exact error:
+ * it stays within 0.5 dB of the measurement at moderate clipping, and strong clipping
+ * lowers it instead of raising it by -20 log10(clip) dB. */
+static void
+predicted_counts_clipping(void **state)
+{
+	static const float clips[] = { 0.9f, 0.7f };
+	int rows[] = { 128 };
+	struct fixture f;
+	struct quant_config qc;
+	struct site_result res, unclipped;
+
+	fixture_init(&f, 256, 1024, 1, rows, 1.0f, 13);
+	quant_config_default(&qc);
+	evaluate(&f, "none", &qc, NULL, &unclipped);
+	for (size_t i = 0; i < sizeof(clips) / sizeof(clips[0]); i++) {
+		qc.weight.clip = qc.act.clip = clips[i];
+		evaluate(&f, "none", &qc, NULL, &res);
+		if (!(fabs(res.measured.weight_db - res.predicted.weight_db) < 0.5))
+			fail_msg("clip %g: weights measured %.2f dB, predicted %.2f dB", clips[i],
+				 res.measured.weight_db, res.predicted.weight_db);
+		if (!(fabs(res.measured.act_db - res.predicted.act_db) < 0.5))
+			fail_msg("clip %g: activations measured %.2f dB, predicted %.2f dB", clips[i],
+				 res.measured.act_db, res.predicted.act_db);
+	}
+	qc.weight.clip = qc.act.clip = 0.1f;
+	evaluate(&f, "none", &qc, NULL, &res);
+	assert_true(res.predicted.weight_db < unclipped.predicted.weight_db);
+	assert_true(res.predicted.act_db < unclipped.predicted.act_db);
+	fixture_free(&f);
+}
+
 /* Per channel and per token without clipping, 12 N^2 C A is the prediction itself. */
 static void
 factorisation_equals_prediction(void **state)
@@ -777,6 +809,7 @@ main(void)
 		cmocka_unit_test(concentration_scale_invariant),
 		cmocka_unit_test(six_db_per_bit_measured),
 		cmocka_unit_test(predicted_matches_measured_gaussian),
+		cmocka_unit_test(predicted_counts_clipping),
 		cmocka_unit_test(factorisation_equals_prediction),
 		cmocka_unit_test(gptq_measured_not_worse_than_rtn),
 		cmocka_unit_test(nonfinite_input_flagged),

@@ -308,6 +308,28 @@ sum_squares(const float *v, int64_t n)
 	return total;
 }
 
+/* The squared error the grid (step, zero) makes on v: the rounding noise step^2 / 12
+ * inside its end codes, and the exact distance to the nearest end code beyond them,
+ * which a clipping ratio below 1 makes large. */
+static double
+element_noise(float v, const struct quant_params *p, float step, int32_t zero)
+{
+	double lo, hi, half = 0.5 * step;
+
+	if (p->mode == QUANT_SYMMETRIC) {
+		lo = -(double)(1 << (p->bits - 1)) * step;
+		hi = (double)((1 << (p->bits - 1)) - 1) * step;
+	} else {
+		lo = -(double)zero * step;
+		hi = (double)((1 << p->bits) - 1 - zero) * step;
+	}
+	if (v > hi + half)
+		return (v - hi) * (v - hi);
+	if (v < lo - half)
+		return (v - lo) * (v - lo);
+	return (double)step * step / 12;
+}
+
 /* Copies the finite sample tokens, transforms and quantizes them, and derives C(T x)
  * and the activation noise per channel. */
 static void
@@ -390,7 +412,14 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 				quant_group_step_range(x + start, len, ap, 0, &step, &zero, &group_range);
 				quant_fake_group(xq + start, len, ap, step, zero);
 				/* A zero-range group is reproduced exactly: no noise. */
-				var = group_range > 0 ? (double)step * step / 12 / n : 0;
+				if (!(group_range > 0))
+					continue;
+				if (ap->clip < 1) {
+					for (int i = start; i < start + len; i++)
+						ev->act_var[i] += element_noise(x[i], ap, step, zero) / n;
+					continue;
+				}
+				var = (double)step * step / 12 / n;
 				for (int i = start; i < start + len; i++)
 					ev->act_var[i] += var;
 			}
@@ -500,8 +529,15 @@ predict_weight_noise(const struct evaluation *ev, const float *wt, float *q, int
 			if (q != NULL)
 				quant_fake_group(q + start, len, wp, step, zero);
 			/* A group of range 0 is reproduced exactly. */
-			if (range > 0)
-				total += (double)step * step / 12 * group_diag[g];
+			if (!(range > 0))
+				continue;
+			if ((row_clip != NULL ? row_clip[r] : wp->clip) < 1) {
+				for (int i = 0; i < len; i++)
+					total += element_noise(wt[start + i], wp, step, zero) *
+						 ev->diag_t[g * g_size + i];
+				continue;
+			}
+			total += (double)step * step / 12 * group_diag[g];
 		}
 	free(group_diag);
 	return total;
