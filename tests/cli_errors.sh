@@ -117,6 +117,28 @@ expect_usage "--site blk.1.ffn_down given twice ('cat:64' and 'hadamard')" \
 "$CATSCOPE" export "$MODEL" --calib "$cache" --site blk.1.ffn_down=cat:64 --site blk.1.ffn_in=hadamard \
 	-o "$scratch/sites" >/dev/null 2>"$scratch/err" || fail "export with two different --site failed: $(cat "$scratch/err")"
 
+# --- calibrate -o replaces only an earlier cache (or an empty file), never a text, a
+# model or a file that a link points to, and it says so before any work.
+cp "$scratch/short.txt" "$scratch/notes.txt"
+cp "$MODEL" "$scratch/model.gguf"
+ln -s notes.txt "$scratch/notes-link.cache"
+for kept in notes.txt model.gguf notes-link.cache; do
+	expect_status 1 "-o: $scratch/$kept: exists and is not a calibration cache" \
+		calibrate "$MODEL" "$text" -o "$scratch/$kept"
+	[ "$(wc -l <"$err")" -eq 1 ] || fail "calibrate -o $kept: expected one line, got: $(cat "$err")"
+done
+cmp -s "$scratch/short.txt" "$scratch/notes.txt" || fail "calibrate -o replaced a text file"
+cmp -s "$MODEL" "$scratch/model.gguf" || fail "calibrate -o replaced a model"
+[ -L "$scratch/notes-link.cache" ] || fail "calibrate -o replaced a symbolic link"
+: >"$scratch/empty.cache"
+cp "$cache" "$scratch/earlier.cache"
+for replaced in empty.cache earlier.cache; do
+	"$CATSCOPE" calibrate "$MODEL" "$text" -o "$scratch/$replaced" --tokens 256 --ctx 256 >/dev/null \
+		2>"$scratch/err" || fail "calibrate -o $replaced failed: $(cat "$scratch/err")"
+	"$CATSCOPE" info "$scratch/$replaced" >/dev/null 2>"$scratch/err" ||
+		fail "calibrate -o $replaced wrote no cache: $(cat "$scratch/err")"
+done
+
 # --- Signals: a long command stops, removes what it started to write, leaves the
 # previous output as it was and exits 128 plus the signal number.
 # Starts catscope with the arguments after $2, sends it the signal $1 two seconds
