@@ -139,6 +139,19 @@ for replaced in empty.cache earlier.cache; do
 		fail "calibrate -o $replaced wrote no cache: $(cat "$scratch/err")"
 done
 
+# --- An export runs only under eval and generate, which apply its transforms. The
+# other commands would read its weights without them and measure another model.
+session="$srcdir/sessions/stories260K-cat.json"
+for command in "calibrate $scratch/sites $text -o $scratch/of-export.cache" "report $scratch/sites" \
+	"export $scratch/sites --calib $cache -o $scratch/export-of-export" \
+	"replay $session --batch --model $scratch/sites --calib $cache"; do
+	# shellcheck disable=SC2086 # the command is split into words on purpose
+	expect_status 1 "$scratch/sites: the directory is a catscope export" $command
+	[ "$(wc -l <"$err")" -eq 1 ] || fail "catscope $command: expected one line, got: $(cat "$err")"
+done
+[ ! -e "$scratch/of-export.cache" ] || fail "calibrate of an export wrote a cache"
+[ ! -e "$scratch/export-of-export" ] || fail "export of an export wrote a directory"
+
 # --- Signals: a long command stops, removes what it started to write, leaves the
 # previous output as it was and exits 128 plus the signal number.
 # Starts catscope with the arguments after $2, sends it the signal $1 two seconds

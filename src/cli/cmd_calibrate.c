@@ -150,6 +150,8 @@ cli_calibrate(int argc, char **argv)
 		return cli_fail(&err);
 	}
 
+	if (cli_check_not_export(argv[optind], &err) != 0)
+		return cli_fail(&err);
 	model = model_load(argv[optind], &err);
 	if (model == NULL)
 		return cli_fail(&err);
