@@ -97,6 +97,24 @@ expect_rejected unknown-model-key "$cat_section{s/^    \"model\": {$/&\\
 expect_rejected unknown-weights-key "$cat_section{s/\"bits\": 4,$/&\\
       \"layers\": \"all\",/}" "unknown key 'catscope.weights.layers'"
 
+# The vocabulary of a GGUF source: a special token id outside it is damage, not a
+# missing token.
+vocab_edit() {
+	name=$1 script=$2
+	tampered="$scratch/vocab-$name"
+	rm -rf "$tampered"
+	cp -r "$scratch/default" "$tampered"
+	sed -e "$script" "$scratch/default/tokenizer.catscope.json" >"$tampered/tokenizer.catscope.json"
+	cmp -s "$scratch/default/tokenizer.catscope.json" "$tampered/tokenizer.catscope.json" &&
+		fail "vocab-$name: the sed script changed nothing"
+}
+vocab_edit bos-outside 's/"bos_token_id":1,/"bos_token_id":99999,/'
+status=0
+"$CATSCOPE" eval "$tampered" "$text" --ctx 128 >/dev/null 2>"$scratch/vocab.err" || status=$?
+[ "$status" -eq 1 ] || fail "eval with bos_token_id 99999 exited $status, expected 1: $(cat "$scratch/vocab.err")"
+grep -q -F "$tampered/tokenizer.catscope.json: \"bos_token_id\" must be null or a token id from 0 to 511" \
+	"$scratch/vocab.err" || fail "eval with bos_token_id 99999: $(cat "$scratch/vocab.err")"
+
 "$CATSCOPE" generate "$out" --prompt "Once upon a time" -n 20 >"$scratch/generated.txt" ||
 	fail "generate on the export failed"
 grep -q "Once upon a time" "$scratch/generated.txt" || fail "generate printed no continuation"
