@@ -98,7 +98,7 @@ expect_rejected unknown-weights-key "$cat_section{s/\"bits\": 4,$/&\\
       \"layers\": \"all\",/}" "unknown key 'catscope.weights.layers'"
 
 # The vocabulary of a GGUF source: a special token id outside it is damage, not a
-# missing token.
+# missing token; without BOS an empty prompt has nothing to start from.
 vocab_edit() {
 	name=$1 script=$2
 	tampered="$scratch/vocab-$name"
@@ -114,6 +114,14 @@ status=0
 [ "$status" -eq 1 ] || fail "eval with bos_token_id 99999 exited $status, expected 1: $(cat "$scratch/vocab.err")"
 grep -q -F "$tampered/tokenizer.catscope.json: \"bos_token_id\" must be null or a token id from 0 to 511" \
 	"$scratch/vocab.err" || fail "eval with bos_token_id 99999: $(cat "$scratch/vocab.err")"
+vocab_edit no-bos 's/"bos_token_id":1,/"bos_token_id":null,/'
+status=0
+"$CATSCOPE" generate "$tampered" -n 5 >/dev/null 2>"$scratch/vocab.err" || status=$?
+[ "$status" -eq 1 ] || fail "generate without BOS or prompt exited $status, expected 1: $(cat "$scratch/vocab.err")"
+grep -q -F "the prompt encodes to no tokens and $tampered has no BOS token" "$scratch/vocab.err" ||
+	fail "generate without BOS or prompt: $(cat "$scratch/vocab.err")"
+"$CATSCOPE" generate "$tampered" --prompt "Once upon a time" -n 5 >/dev/null 2>"$scratch/vocab.err" ||
+	fail "generate without BOS but with a prompt failed: $(cat "$scratch/vocab.err")"
 
 "$CATSCOPE" generate "$out" --prompt "Once upon a time" -n 20 >"$scratch/generated.txt" ||
 	fail "generate on the export failed"
