@@ -152,6 +152,28 @@ done
 [ ! -e "$scratch/of-export.cache" ] || fail "calibrate of an export wrote a cache"
 [ ! -e "$scratch/export-of-export" ] || fail "export of an export wrote a directory"
 
+# --- A write past the file size limit (ulimit -f, which fails like a full disk) ends
+# with a message, removes the temporary file or directory and keeps the earlier output.
+mkdir "$scratch/limit"
+cp "$cache" "$scratch/limit/old.cache"
+"$CATSCOPE" export "$MODEL" --calib "$cache" -o "$scratch/limit/old-export" >/dev/null 2>"$scratch/err" ||
+	fail "export before the size limit failed: $(cat "$scratch/err")"
+cp "$scratch/limit/old-export/model.safetensors" "$scratch/old-weights"
+for command in "calibrate $MODEL $text -o $scratch/limit/old.cache --tokens 512 --ctx 128" \
+	"export $MODEL --calib $cache -o $scratch/limit/old-export --force"; do
+	status=0
+	# shellcheck disable=SC2086 # the command is split into words on purpose
+	(ulimit -f 100 && exec "$CATSCOPE" $command) >/dev/null 2>"$scratch/err" || status=$?
+	[ "$status" -eq 1 ] || fail "catscope $command past the size limit: exit status $status, expected 1: $(cat "$scratch/err")"
+	grep -q "writing failed: File too large" "$scratch/err" ||
+		fail "catscope $command past the size limit: $(cat "$scratch/err")"
+	[ "$(ls -A "$scratch/limit" | tr '\n' ' ')" = "old-export old.cache " ] ||
+		fail "catscope $command past the size limit left: $(ls -A "$scratch/limit")"
+done
+cmp -s "$cache" "$scratch/limit/old.cache" || fail "calibrate past the size limit changed the earlier cache"
+cmp -s "$scratch/old-weights" "$scratch/limit/old-export/model.safetensors" ||
+	fail "export past the size limit changed the earlier export"
+
 # --- Signals: a long command stops, removes what it started to write, leaves the
 # previous output as it was and exits 128 plus the signal number.
 # Starts catscope with the arguments after $2, sends it the signal $1 two seconds

@@ -19,7 +19,8 @@ struct atomic_file {
 	int slot;        /* registration for cleanup on a signal, -1 if none */
 };
 
-/* Installs the signal handlers that remove registered temporary files. Idempotent. */
+/* Installs the signal handlers that remove registered temporary files, and ignores
+ * SIGXFSZ so that a write past the file size limit fails instead. Idempotent. */
 void atomic_install_signal_cleanup(void);
 
 /* Checks, without writing anything, that a new entry can be created next to path:

@@ -69,6 +69,10 @@ atomic_install_signal_cleanup(void)
 	sigaction(SIGINT, &action, NULL);
 	sigaction(SIGTERM, &action, NULL);
 	sigaction(SIGHUP, &action, NULL);
+	/* Past the file size limit (ulimit -f), SIGXFSZ would end the process before any
+	 * cleanup. Ignored, the write fails with EFBIG instead, and the writer removes its
+	 * temporary file as it does on a full disk. */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 int
