@@ -90,6 +90,12 @@ expect_rejected fewer-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 4/; 
 	'catscope.model.n_layers is 4, but the checkpoint has tensors up to layer 4'
 expect_rejected more-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 6/; s/"n_layers": 5/"n_layers": 6/' \
 	'catscope.model.n_layers is 6, but the checkpoint has tensors up to layer 4'
+expect_rejected rope-theta-infinite "$cat_section{s/\"rope_theta\": 10000.0/\"rope_theta\": 1e300/}" \
+	'the RoPE base inf is invalid'
+expect_rejected rope-scaling-negative "$cat_section{s/\"rope_scaling_factor\": 0.0/\"rope_scaling_factor\": -8.0/}" \
+	'catscope.model.rope_scaling_factor is -8; expected 0 (no scaling)'
+expect_rejected rope-scaling-no-band 's/"rope_scaling_factor": 0.0/"rope_scaling_factor": 8.0/; s/"rope_original_context": 0/"rope_original_context": 64/' \
+	'catscope.model.rope_scaling_factor is 8; expected 0 (no scaling)'
 expect_rejected unknown-key 's/^  "catscope": {$/&\
     "trust_me": true,/' "unknown key 'catscope.trust_me' in the catscope section"
 expect_rejected unknown-model-key "$cat_section{s/^    \"model\": {$/&\\

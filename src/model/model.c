@@ -1,6 +1,7 @@
 /* Model lifetime, layer shapes, weight folding and the fingerprint. */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -114,7 +115,7 @@ model_check_config(const struct model_config *c, const char *path, struct error 
 				 c->context_length, MODEL_CONTEXT_MAX);
 	if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
 		return error_set(err, "%s: the RMSNorm epsilon %g is invalid", path, (double)c->norm_eps);
-	if (!(c->rope_theta > 0.0f))
+	if (!(c->rope_theta > 0.0f) || isinf(c->rope_theta))
 		return error_set(err, "%s: the RoPE base %g is invalid", path, (double)c->rope_theta);
 	return 0;
 }

@@ -125,6 +125,16 @@ export_loader_config(struct export_loader *h, struct model_config *c, struct err
 	if (c->rope_original_context < 0 || c->rope_original_context > MODEL_CONTEXT_MAX)
 		return error_set(err, "%s: catscope.model.rope_original_context is %d; expected 0 to %d",
 				 h->config_path, c->rope_original_context, MODEL_CONTEXT_MAX);
+	/* Factor 0 is no scaling. Any other factor is Llama 3 scaling, which needs the same
+	 * values as the Hugging Face loader accepts, or the forward pass divides by zero. */
+	if (c->rope_scaling_factor != 0.0f &&
+	    (!(c->rope_scaling_factor >= 1.0f) || isinf(c->rope_scaling_factor) ||
+	     !(c->rope_low_freq_factor > 0.0f) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+	     isinf(c->rope_high_freq_factor) || c->rope_original_context < 1))
+		return error_set(err, "%s: catscope.model.rope_scaling_factor is %g; expected 0 (no "
+				 "scaling), or a finite factor of at least 1 with 0 < rope_low_freq_factor "
+				 "< rope_high_freq_factor and rope_original_context above 0", h->config_path,
+				 (double)c->rope_scaling_factor);
 	c->qkv_bias = json_is_true(json_object_get(m, "qkv_bias"));
 	c->qk_norm = json_is_true(json_object_get(m, "qk_norm"));
 	c->tied_output = json_is_true(json_object_get(m, "tied_output"));
