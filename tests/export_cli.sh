@@ -83,9 +83,11 @@ expect_rejected hidden-size 's/"hidden_size": 64/"hidden_size": 128/' \
 expect_rejected max-position 's/"max_position_embeddings": 2048/"max_position_embeddings": 4096/' \
 	'max_position_embeddings is 4096, but catscope.model.context_length is 2048'
 expect_rejected context-zero 's/"max_position_embeddings": 2048/"max_position_embeddings": 0/; s/"context_length": 2048/"context_length": 0/' \
-	'catscope.model.context_length is 0; expected 1 to 16777216'
+	'catscope.model.context_length is 0; expected 2 to 16777216'
 expect_rejected context-huge 's/"max_position_embeddings": 2048/"max_position_embeddings": 2147483647/; s/"context_length": 2048/"context_length": 2147483647/' \
-	'catscope.model.context_length is 2147483647; expected 1 to 16777216'
+	'catscope.model.context_length is 2147483647; expected 2 to 16777216'
+expect_rejected context-one 's/"max_position_embeddings": 2048/"max_position_embeddings": 1/; s/"context_length": 2048/"context_length": 1/' \
+	'catscope.model.context_length is 1; expected 2 to 16777216'
 expect_rejected fewer-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 4/; s/"n_layers": 5/"n_layers": 4/' \
 	'catscope.model.n_layers is 4, but the checkpoint has tensors up to layer 4'
 expect_rejected more-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 6/; s/"n_layers": 5/"n_layers": 6/' \

@@ -119,8 +119,8 @@ export_loader_config(struct export_loader *h, struct model_config *c, struct err
 		return error_set(err, "%s: catscope.model.rope_style must be \"halves\" or "
 				      "\"adjacent_pairs\"", h->config_path);
 	/* The context length sizes the KV cache of generate and bounds --ctx. */
-	if (c->context_length < 1 || c->context_length > MODEL_CONTEXT_MAX)
-		return error_set(err, "%s: catscope.model.context_length is %d; expected 1 to %d",
+	if (c->context_length < 2 || c->context_length > MODEL_CONTEXT_MAX)
+		return error_set(err, "%s: catscope.model.context_length is %d; expected 2 to %d",
 				 h->config_path, c->context_length, MODEL_CONTEXT_MAX);
 	if (c->rope_original_context < 0 || c->rope_original_context > MODEL_CONTEXT_MAX)
 		return error_set(err, "%s: catscope.model.rope_original_context is %d; expected 0 to %d",
