@@ -53,7 +53,10 @@ expect_usage "catscope replay: unknown or ambiguous option '--f'" replay x --f
 # longer than the timeout, so a check that only ran at the end would hit it.
 mkdir "$scratch/outdir"
 mkfifo "$scratch/fifo"
-for bad in "" "$scratch/missing/x.cache" "$scratch/outdir" "$scratch/outdir/" /dev/null "$scratch/fifo"; do
+# A name that fits the file system but leaves no room for the temporary name beside it.
+long_name="$scratch/$(printf '%0250d' 0)"
+for bad in "" "$scratch/missing/x.cache" "$scratch/outdir" "$scratch/outdir/" "$long_name" /dev/null \
+	"$scratch/fifo"; do
 	status=0
 	timeout 10 "$CATSCOPE" calibrate "$MODEL" "$text" -o "$bad" >/dev/null 2>"$scratch/err" || status=$?
 	[ "$status" -eq 1 ] || fail "calibrate -o '$bad': exit status $status, expected 1 at once: $(cat "$scratch/err")"
@@ -63,6 +66,8 @@ done
 grep -q "not a regular file" "$scratch/err" || fail "calibrate -o FIFO: $(cat "$scratch/err")"
 [ -p "$scratch/fifo" ] || fail "calibrate -o FIFO replaced the FIFO"
 [ -z "$(ls -A "$scratch/outdir")" ] || fail "calibrate -o DIR wrote into the directory"
+expect_status 1 "-o: $long_name: the name is 250 bytes long, but at most" \
+	calibrate "$MODEL" "$text" -o "$long_name"
 if [ "$(id -u)" -ne 0 ]; then
 	# Root ignores directory permissions, so only other users can run this case.
 	mkdir "$scratch/readonly"
@@ -73,7 +78,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	[ "$status" -eq 1 ] || fail "calibrate into a read-only directory: exit status $status, expected 1"
 	grep -q "cannot create files" "$scratch/err" || fail "calibrate into a read-only directory: $(cat "$scratch/err")"
 fi
-for bad in "" "$scratch/missing/export" "$scratch/outdir/"; do
+for bad in "" "$scratch/missing/export" "$scratch/outdir/" "$long_name"; do
 	expect_status 1 "-o: " export "$MODEL" --calib "$scratch/no.cache" -o "$bad"
 	grep -q -F "no.cache" "$err" && fail "export -o '$bad' opened the cache before checking -o"
 done
