@@ -13,6 +13,7 @@ FUZZ_TARGETS += fuzz_safetensors_index
 FUZZ_TARGETS += fuzz_calib_cache
 FUZZ_TARGETS += fuzz_hf_config
 FUZZ_TARGETS += fuzz_session
+FUZZ_TARGETS += fuzz_export_config
 
 EXTRA_DIST += fuzz/README fuzz/build.sh fuzz/lsan.supp fuzz/corpus \
 	$(FUZZ_TARGETS:%=fuzz/%.c) fuzz/fuzz_common.h

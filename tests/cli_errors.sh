@@ -53,7 +53,10 @@ expect_usage "catscope replay: unknown or ambiguous option '--f'" replay x --f
 # longer than the timeout, so a check that only ran at the end would hit it.
 mkdir "$scratch/outdir"
 mkfifo "$scratch/fifo"
-for bad in "" "$scratch/missing/x.cache" "$scratch/outdir" "$scratch/outdir/" /dev/null "$scratch/fifo"; do
+# A name that fits the file system but leaves no room for the temporary name beside it.
+long_name="$scratch/$(printf '%0250d' 0)"
+for bad in "" "$scratch/missing/x.cache" "$scratch/outdir" "$scratch/outdir/" "$long_name" /dev/null \
+	"$scratch/fifo"; do
 	status=0
 	timeout 10 "$CATSCOPE" calibrate "$MODEL" "$text" -o "$bad" >/dev/null 2>"$scratch/err" || status=$?
 	[ "$status" -eq 1 ] || fail "calibrate -o '$bad': exit status $status, expected 1 at once: $(cat "$scratch/err")"
@@ -63,6 +66,8 @@ done
 grep -q "not a regular file" "$scratch/err" || fail "calibrate -o FIFO: $(cat "$scratch/err")"
 [ -p "$scratch/fifo" ] || fail "calibrate -o FIFO replaced the FIFO"
 [ -z "$(ls -A "$scratch/outdir")" ] || fail "calibrate -o DIR wrote into the directory"
+expect_status 1 "-o: $long_name: the name is 250 bytes long, but at most" \
+	calibrate "$MODEL" "$text" -o "$long_name"
 if [ "$(id -u)" -ne 0 ]; then
 	# Root ignores directory permissions, so only other users can run this case.
 	mkdir "$scratch/readonly"
@@ -73,7 +78,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	[ "$status" -eq 1 ] || fail "calibrate into a read-only directory: exit status $status, expected 1"
 	grep -q "cannot create files" "$scratch/err" || fail "calibrate into a read-only directory: $(cat "$scratch/err")"
 fi
-for bad in "" "$scratch/missing/export" "$scratch/outdir/"; do
+for bad in "" "$scratch/missing/export" "$scratch/outdir/" "$long_name"; do
 	expect_status 1 "-o: " export "$MODEL" --calib "$scratch/no.cache" -o "$bad"
 	grep -q -F "no.cache" "$err" && fail "export -o '$bad' opened the cache before checking -o"
 done
@@ -116,6 +121,63 @@ expect_usage "--site blk.1.ffn_down given twice ('cat:64' and 'hadamard')" \
 [ ! -e "$scratch/twice" ] || fail "export with a repeated --site left $scratch/twice"
 "$CATSCOPE" export "$MODEL" --calib "$cache" --site blk.1.ffn_down=cat:64 --site blk.1.ffn_in=hadamard \
 	-o "$scratch/sites" >/dev/null 2>"$scratch/err" || fail "export with two different --site failed: $(cat "$scratch/err")"
+
+# --- calibrate -o replaces only an earlier cache (or an empty file), never a text, a
+# model or a file that a link points to, and it says so before any work.
+cp "$scratch/short.txt" "$scratch/notes.txt"
+cp "$MODEL" "$scratch/model.gguf"
+ln -s notes.txt "$scratch/notes-link.cache"
+for kept in notes.txt model.gguf notes-link.cache; do
+	expect_status 1 "-o: $scratch/$kept: exists and is not a calibration cache" \
+		calibrate "$MODEL" "$text" -o "$scratch/$kept"
+	[ "$(wc -l <"$err")" -eq 1 ] || fail "calibrate -o $kept: expected one line, got: $(cat "$err")"
+done
+cmp -s "$scratch/short.txt" "$scratch/notes.txt" || fail "calibrate -o replaced a text file"
+cmp -s "$MODEL" "$scratch/model.gguf" || fail "calibrate -o replaced a model"
+[ -L "$scratch/notes-link.cache" ] || fail "calibrate -o replaced a symbolic link"
+: >"$scratch/empty.cache"
+cp "$cache" "$scratch/earlier.cache"
+for replaced in empty.cache earlier.cache; do
+	"$CATSCOPE" calibrate "$MODEL" "$text" -o "$scratch/$replaced" --tokens 256 --ctx 256 >/dev/null \
+		2>"$scratch/err" || fail "calibrate -o $replaced failed: $(cat "$scratch/err")"
+	"$CATSCOPE" info "$scratch/$replaced" >/dev/null 2>"$scratch/err" ||
+		fail "calibrate -o $replaced wrote no cache: $(cat "$scratch/err")"
+done
+
+# --- An export runs only under eval and generate, which apply its transforms. The
+# other commands would read its weights without them and measure another model.
+session="$srcdir/sessions/stories260K-cat.json"
+for command in "calibrate $scratch/sites $text -o $scratch/of-export.cache" "report $scratch/sites" \
+	"export $scratch/sites --calib $cache -o $scratch/export-of-export" \
+	"replay $session --batch --model $scratch/sites --calib $cache"; do
+	# shellcheck disable=SC2086 # the command is split into words on purpose
+	expect_status 1 "$scratch/sites: the directory is a catscope export" $command
+	[ "$(wc -l <"$err")" -eq 1 ] || fail "catscope $command: expected one line, got: $(cat "$err")"
+done
+[ ! -e "$scratch/of-export.cache" ] || fail "calibrate of an export wrote a cache"
+[ ! -e "$scratch/export-of-export" ] || fail "export of an export wrote a directory"
+
+# --- A write past the file size limit (ulimit -f, which fails like a full disk) ends
+# with a message, removes the temporary file or directory and keeps the earlier output.
+mkdir "$scratch/limit"
+cp "$cache" "$scratch/limit/old.cache"
+"$CATSCOPE" export "$MODEL" --calib "$cache" -o "$scratch/limit/old-export" >/dev/null 2>"$scratch/err" ||
+	fail "export before the size limit failed: $(cat "$scratch/err")"
+cp "$scratch/limit/old-export/model.safetensors" "$scratch/old-weights"
+for command in "calibrate $MODEL $text -o $scratch/limit/old.cache --tokens 512 --ctx 128" \
+	"export $MODEL --calib $cache -o $scratch/limit/old-export --force"; do
+	status=0
+	# shellcheck disable=SC2086 # the command is split into words on purpose
+	(ulimit -f 100 && exec "$CATSCOPE" $command) >/dev/null 2>"$scratch/err" || status=$?
+	[ "$status" -eq 1 ] || fail "catscope $command past the size limit: exit status $status, expected 1: $(cat "$scratch/err")"
+	grep -q "writing failed: File too large" "$scratch/err" ||
+		fail "catscope $command past the size limit: $(cat "$scratch/err")"
+	[ "$(ls -A "$scratch/limit" | tr '\n' ' ')" = "old-export old.cache " ] ||
+		fail "catscope $command past the size limit left: $(ls -A "$scratch/limit")"
+done
+cmp -s "$cache" "$scratch/limit/old.cache" || fail "calibrate past the size limit changed the earlier cache"
+cmp -s "$scratch/old-weights" "$scratch/limit/old-export/model.safetensors" ||
+	fail "export past the size limit changed the earlier export"
 
 # --- Signals: a long command stops, removes what it started to write, leaves the
 # previous output as it was and exits 128 plus the signal number.

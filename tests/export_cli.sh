@@ -83,19 +83,53 @@ expect_rejected hidden-size 's/"hidden_size": 64/"hidden_size": 128/' \
 expect_rejected max-position 's/"max_position_embeddings": 2048/"max_position_embeddings": 4096/' \
 	'max_position_embeddings is 4096, but catscope.model.context_length is 2048'
 expect_rejected context-zero 's/"max_position_embeddings": 2048/"max_position_embeddings": 0/; s/"context_length": 2048/"context_length": 0/' \
-	'catscope.model.context_length is 0; expected 1 to 16777216'
+	'catscope.model.context_length is 0; expected 2 to 16777216'
 expect_rejected context-huge 's/"max_position_embeddings": 2048/"max_position_embeddings": 2147483647/; s/"context_length": 2048/"context_length": 2147483647/' \
-	'catscope.model.context_length is 2147483647; expected 1 to 16777216'
+	'catscope.model.context_length is 2147483647; expected 2 to 16777216'
+expect_rejected context-one 's/"max_position_embeddings": 2048/"max_position_embeddings": 1/; s/"context_length": 2048/"context_length": 1/' \
+	'catscope.model.context_length is 1; expected 2 to 16777216'
 expect_rejected fewer-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 4/; s/"n_layers": 5/"n_layers": 4/' \
 	'catscope.model.n_layers is 4, but the checkpoint has tensors up to layer 4'
 expect_rejected more-layers 's/"num_hidden_layers": 5/"num_hidden_layers": 6/; s/"n_layers": 5/"n_layers": 6/' \
 	'catscope.model.n_layers is 6, but the checkpoint has tensors up to layer 4'
+expect_rejected rope-theta-infinite "$cat_section{s/\"rope_theta\": 10000.0/\"rope_theta\": 1e300/}" \
+	'the RoPE base inf is invalid'
+expect_rejected rope-scaling-negative "$cat_section{s/\"rope_scaling_factor\": 0.0/\"rope_scaling_factor\": -8.0/}" \
+	'catscope.model.rope_scaling_factor is -8; expected 0 (no scaling)'
+expect_rejected rope-scaling-no-band 's/"rope_scaling_factor": 0.0/"rope_scaling_factor": 8.0/; s/"rope_original_context": 0/"rope_original_context": 64/' \
+	'catscope.model.rope_scaling_factor is 8; expected 0 (no scaling)'
 expect_rejected unknown-key 's/^  "catscope": {$/&\
     "trust_me": true,/' "unknown key 'catscope.trust_me' in the catscope section"
 expect_rejected unknown-model-key "$cat_section{s/^    \"model\": {$/&\\
       \"experts\": 8,/}" "unknown key 'catscope.model.experts'"
 expect_rejected unknown-weights-key "$cat_section{s/\"bits\": 4,$/&\\
       \"layers\": \"all\",/}" "unknown key 'catscope.weights.layers'"
+
+# The vocabulary of a GGUF source: a special token id outside it is damage, not a
+# missing token; without BOS an empty prompt has nothing to start from.
+vocab_edit() {
+	name=$1 script=$2
+	tampered="$scratch/vocab-$name"
+	rm -rf "$tampered"
+	cp -r "$scratch/default" "$tampered"
+	sed -e "$script" "$scratch/default/tokenizer.catscope.json" >"$tampered/tokenizer.catscope.json"
+	cmp -s "$scratch/default/tokenizer.catscope.json" "$tampered/tokenizer.catscope.json" &&
+		fail "vocab-$name: the sed script changed nothing"
+}
+vocab_edit bos-outside 's/"bos_token_id":1,/"bos_token_id":99999,/'
+status=0
+"$CATSCOPE" eval "$tampered" "$text" --ctx 128 >/dev/null 2>"$scratch/vocab.err" || status=$?
+[ "$status" -eq 1 ] || fail "eval with bos_token_id 99999 exited $status, expected 1: $(cat "$scratch/vocab.err")"
+grep -q -F "$tampered/tokenizer.catscope.json: \"bos_token_id\" must be null or a token id from 0 to 511" \
+	"$scratch/vocab.err" || fail "eval with bos_token_id 99999: $(cat "$scratch/vocab.err")"
+vocab_edit no-bos 's/"bos_token_id":1,/"bos_token_id":null,/'
+status=0
+"$CATSCOPE" generate "$tampered" -n 5 >/dev/null 2>"$scratch/vocab.err" || status=$?
+[ "$status" -eq 1 ] || fail "generate without BOS or prompt exited $status, expected 1: $(cat "$scratch/vocab.err")"
+grep -q -F "the prompt encodes to no tokens and $tampered has no BOS token" "$scratch/vocab.err" ||
+	fail "generate without BOS or prompt: $(cat "$scratch/vocab.err")"
+"$CATSCOPE" generate "$tampered" --prompt "Once upon a time" -n 5 >/dev/null 2>"$scratch/vocab.err" ||
+	fail "generate without BOS but with a prompt failed: $(cat "$scratch/vocab.err")"
 
 "$CATSCOPE" generate "$out" --prompt "Once upon a time" -n 20 >"$scratch/generated.txt" ||
 	fail "generate on the export failed"

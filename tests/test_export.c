@@ -655,6 +655,51 @@ rewrite_checkpoint(const char *src, const char *dst, const char *drop, const cha
 	safetensors_writer_free(w);
 }
 
+/* Copies src into dst with the full-width blocks tensor of one site moved into its
+ * blocks_tail, and the blocks tensor left with no block of the given size. */
+static void
+rewrite_blocks_as_tail(const char *src, const char *dst, const char *site, uint64_t empty_block)
+{
+	char path[8400], command[17000], blocks[160], tail[160];
+	struct safetensors_file *f;
+	struct safetensors_writer *w = safetensors_writer_new();
+	struct error err;
+	char **files = NULL;
+	int n_files = 0;
+	uint64_t bytes = 0;
+
+	snprintf(blocks, sizeof(blocks), "%s.blocks", site);
+	snprintf(tail, sizeof(tail), "%s.blocks_tail", site);
+	snprintf(command, sizeof(command), "rm -rf '%s' && cp -r '%s' '%s' && rm '%s/model.safetensors'",
+		 dst, src, dst, dst);
+	assert_int_equal(system(command), 0);
+	snprintf(path, sizeof(path), "%s/model.safetensors", src);
+	f = safetensors_open(path, &err);
+	assert_non_null(f);
+	for (size_t i = 0; i < f->n_tensors; i++) {
+		const struct safetensors_tensor *t = &f->tensors[i];
+		void *data = alloc_bytes(t->size ? t->size : 1);
+
+		memcpy(data, t->data, t->size);
+		if (strcmp(t->name, blocks) == 0) {
+			uint64_t tail_shape[2] = { t->shape[1], t->shape[2] };
+			uint64_t empty_shape[3] = { 0, empty_block, empty_block };
+
+			assert_int_equal(t->shape[0], 1);
+			safetensors_writer_add(w, tail, t->dtype, 2, tail_shape, data);
+			safetensors_writer_add(w, blocks, t->dtype, 3, empty_shape, alloc_bytes(1));
+			continue;
+		}
+		safetensors_writer_add(w, t->name, t->dtype, t->n_dims, t->shape, data);
+	}
+	safetensors_close(f);
+	assert_int_equal(safetensors_writer_write(w, dst, 0, NULL, &files, &n_files, &bytes, &err), 0);
+	for (int i = 0; i < n_files; i++)
+		free(files[i]);
+	free(files);
+	safetensors_writer_free(w);
+}
+
 static void
 test_export_rejects_damaged(void **state)
 {
@@ -691,6 +736,18 @@ test_export_rejects_damaged(void **state)
 	assert_null(rt);
 	assert_non_null(strstr(err.message, bad));
 	assert_non_null(strstr(err.message, "model.layers.3.catscope.ffn_down"));
+	model_free(m);
+
+	/* Blocks of 2^32 + 5 columns, of which there are none, beside a full-width tail:
+	 * the block size would read as 5 once narrowed to int, so the runtime would apply
+	 * 5 x 5 blocks of the 64 x 64 matrix. */
+	rewrite_blocks_as_tail(good, bad, "model.layers.0.catscope.attn_in", ((uint64_t)1 << 32) + 5);
+	m = model_load(bad, &err);
+	assert_non_null(m);
+	rt = export_runtime_open(m, &err);
+	assert_null(rt);
+	assert_non_null(strstr(err.message, "model.layers.0.catscope.attn_in"));
+	assert_non_null(strstr(err.message, "do not cover the width 64"));
 	model_free(m);
 }
 /* Returns true from the third call on, so that eval scores two windows. */

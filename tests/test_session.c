@@ -161,6 +161,67 @@ test_session_model_path_relative(void **state)
 	analysis_free(a);
 }
 
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *out = fopen(path, "w");
+
+	assert_non_null(out);
+	fputs(text, out);
+	assert_int_equal(fclose(out), 0);
+}
+
+static char *
+read_text(const char *path)
+{
+	static char buffer[8192];
+	FILE *in = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(in);
+	n = fread(buffer, 1, sizeof(buffer) - 1, in);
+	buffer[n] = '\0';
+	fclose(in);
+	return buffer;
+}
+
+/* Saving replaces an earlier session or an empty file but no other file, because a
+ * name typed by mistake must not destroy a text, a model or a config. */
+static void
+test_session_save_keeps_other_files(void **state)
+{
+	static const char *const kept[] = {
+		"Once upon a time\n",
+		"{\"format\": \"catscope-spm-vocab\"}\n",
+		"{\"format\": \"catscope-session\"",
+	};
+	struct fixture *f = *state;
+	struct analysis *a = workspace_new_analysis(&f->ws);
+	struct session *s;
+	struct error err;
+	char path[4200];
+
+	s = session_new(testutil_data_path("stories260K.gguf"), f->ws.model, NULL, NULL, a);
+	snprintf(path, sizeof(path), "%s/kept.txt", f->dir);
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		write_text(path, kept[i]);
+		assert_int_equal(session_save(s, path, a, NULL, &err), -1);
+		assert_non_null(strstr(err.message, "exists and is not a catscope session"));
+		assert_non_null(strstr(err.message, path));
+		assert_string_equal(read_text(path), kept[i]);
+	}
+
+	snprintf(path, sizeof(path), "%s/empty.json", f->dir);
+	write_text(path, "");
+	assert_int_equal(session_save(s, path, a, NULL, &err), 0);
+	assert_non_null(strstr(read_text(path), "catscope-session"));
+	/* The file just written is a session, so saving again replaces it. */
+	assert_int_equal(session_save(s, path, a, NULL, &err), 0);
+
+	session_free(s);
+	analysis_free(a);
+}
+
 /* The journal, re-run with its undos, ends where the final state is. */
 static void
 test_session_journal_matches_final(void **state)
@@ -473,6 +534,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_session_save_load_round_trip),
 		cmocka_unit_test(test_session_model_path_relative),
+		cmocka_unit_test(test_session_save_keeps_other_files),
 		cmocka_unit_test(test_session_journal_matches_final),
 		cmocka_unit_test(test_session_load_rejects_bad_files),
 		cmocka_unit_test(test_session_missing_file),

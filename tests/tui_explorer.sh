@@ -202,4 +202,16 @@ wait_for 'save changes? y/n/Esc'
 keys n
 sleep 0.5
 [ "$(cat "$scratch/exit")" = 0 ] || fail "the calibrated explorer exited with $(cat "$scratch/exit")"
+tm kill-session -t explorer
+
+# A TERM that terminfo does not describe gives one catscope message naming TERM and
+# the fix, and exit status 1, instead of the message of the curses library.
+start 80 24 "" TERM=catscope-no-such-terminal
+wait_for "cannot open the terminal: TERM is 'catscope-no-such-terminal'"
+i=0
+while [ ! -s "$scratch/exit" ] && [ "$i" -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+[ "$(cat "$scratch/exit")" = 1 ] || fail "the explorer with an unknown TERM exited with $(cat "$scratch/exit")"
 echo "explorer: all checks passed"

@@ -19,12 +19,13 @@ struct atomic_file {
 	int slot;        /* registration for cleanup on a signal, -1 if none */
 };
 
-/* Installs the signal handlers that remove registered temporary files. Idempotent. */
+/* Installs the signal handlers that remove registered temporary files, and ignores
+ * SIGXFSZ so that a write past the file size limit fails instead. Idempotent. */
 void atomic_install_signal_cleanup(void);
 
 /* Checks, without writing anything, that a new entry can be created next to path:
- * the name is not empty and does not end in '/', and its directory exists and
- * accepts new files. Lets a long job reject a bad output name before it starts. */
+ * the name is not empty, does not end in '/' and is short enough for the temporary
+ * names derived from it, and its directory exists and accepts new files. Lets a long job reject a bad output name before it starts. */
 int atomic_check_directory(const char *path, struct error *err);
 /* Checks, without writing anything, that atomic_file_open and commit can replace
  * path: atomic_check_directory holds, and path does not exist or is a regular file

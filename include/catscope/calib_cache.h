@@ -39,6 +39,11 @@ struct calib_cache;
  * The output depends only on result, so equal inputs give byte-identical files. */
 int calib_cache_write(const char *path, const struct calib_result *result, struct error *err);
 
+/* Fails unless path is absent, empty or a file that starts with the cache magic
+ * (following a symbolic link), so that writing a cache never replaces a model, a text
+ * or another file given by mistake. */
+int calib_cache_check_replaceable(const char *path, struct error *err);
+
 /* Opens a cache and checks its header and index. With model not NULL, rejects a cache
  * made for another model (fingerprint or shapes). Caller frees with calib_cache_close(). */
 struct calib_cache *calib_cache_open(const char *path, const struct model *model,

@@ -79,6 +79,11 @@ int cli_check_text_windows(char *const *paths, int n_paths, size_t n_ids, int ct
 /* Fails with a message giving the largest usable --ctx if ctx exceeds the model's
  * context. */
 int cli_check_ctx(const struct model *model, int ctx, struct error *err);
+/* Fails when path is a directory written by catscope export. Its weights are in each
+ * site's transformed basis and compute the model only with the transforms that eval
+ * and generate apply, so calibrating, analysing or exporting it again would measure a
+ * different model. */
+int cli_check_not_export(const char *path, struct error *err);
 /* Tokenizes the text with the model's convention (BOS at the start only). */
 int cli_tokenize(const struct model *model, const char *text, size_t length, int32_t **ids,
 		 size_t *n_ids, struct error *err);

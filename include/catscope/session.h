@@ -77,7 +77,8 @@ void session_free(struct session *s);
 int session_load(const char *path, struct session **out, struct error *err);
 
 /* Writes the session atomically to path, with the final state taken from a and the
- * UI position from ui (NULL keeps the stored one). Clears the unsaved flag. */
+ * UI position from ui (NULL keeps the stored one). Clears the unsaved flag. An existing
+ * non-empty file at path is replaced only if it is a session. */
 int session_save(struct session *s, const char *path, struct analysis *a,
 		 const struct session_ui *ui, struct error *err);
 

@@ -195,6 +195,27 @@ cache_parse_index(struct calib_cache *cache, const unsigned char *index, uint64_
 	return 0;
 }
 
+int
+calib_cache_check_replaceable(const char *path, struct error *err)
+{
+	unsigned char magic[sizeof(CACHE_MAGIC)];
+	struct stat st;
+	size_t got = 0;
+	FILE *f;
+
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+		return 0;
+	f = fopen(path, "rb");
+	if (f != NULL) {
+		got = fread(magic, 1, sizeof(magic), f);
+		fclose(f);
+	}
+	if (got == sizeof(magic) && memcmp(magic, CACHE_MAGIC, sizeof(magic)) == 0)
+		return 0;
+	return error_set(err, "%s: exists and is not a calibration cache, so it is not replaced; "
+			 "remove it or choose another output name", path);
+}
+
 /* Checks the magic and version and reads the sizes needed to read the whole header. */
 static int
 cache_parse_fixed(struct calib_cache *cache, const unsigned char *h, uint64_t file_size,

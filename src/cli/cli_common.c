@@ -14,6 +14,7 @@
 
 #include "catscope/alloc.h"
 #include "catscope/cli.h"
+#include "catscope/export.h"
 
 /* Text inputs are read whole; larger corpora should be cut before calibration. */
 #define CLI_MAX_TEXT_BYTES ((size_t)1 << 31)
@@ -242,4 +243,14 @@ cli_parse_dtype(const char *command, const char *text, enum simulation_storage *
 	else
 		return cli_usage_error(command, "--dtype expects f16, bf16 or f32, got '%s'", text), -1;
 	return 0;
+}
+
+int
+cli_check_not_export(const char *path, struct error *err)
+{
+	if (!export_is_directory(path))
+		return 0;
+	return error_set(err, "%s: the directory is a catscope export, which only 'catscope eval' "
+			 "and 'catscope generate' run; give the model it was exported from "
+			 "(catscope.provenance.source in its config.json)", path);
 }

@@ -22,7 +22,8 @@ static const char calibrate_usage[] =
 	"(second moment, channel mean and absmax, concentration terms, a token sample) to\n"
 	"CACHE; see catscope-cache(5). The text is tokenized and windowed as eval does:\n"
 	"BOS at the start only, non-overlapping windows of N tokens, the remainder dropped.\n"
-	"CACHE is replaced only by a complete new file; Ctrl-C leaves it as it was.\n"
+	"An existing CACHE must be an earlier cache or empty. It is replaced only by a\n"
+	"complete new file; Ctrl-C leaves it as it was.\n"
 	"\n"
 	"  -o, --output CACHE  the cache file to write\n"
 	"  --ctx N             window length in tokens (default: 512, at most the model's context)\n"
@@ -143,11 +144,14 @@ cli_calibrate(int argc, char **argv)
 		return cli_usage_error("calibrate", "missing -o CACHE, the file to write");
 	/* Calibrating a large model can take hours, so a cache that could never be written
 	 * must fail now. */
-	if (atomic_check_destination(output, &err) != 0) {
+	if (atomic_check_destination(output, &err) != 0 ||
+	    calib_cache_check_replaceable(output, &err) != 0) {
 		error_prefix(&err, "-o");
 		return cli_fail(&err);
 	}
 
+	if (cli_check_not_export(argv[optind], &err) != 0)
+		return cli_fail(&err);
 	model = model_load(argv[optind], &err);
 	if (model == NULL)
 		return cli_fail(&err);

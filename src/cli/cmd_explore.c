@@ -153,7 +153,7 @@ cli_explore(int argc, char **argv)
 			"use 'catscope report' in scripts\n");
 		return 1;
 	}
-	if (workspace_open(&ws, argv[0], calib, &err) != 0)
+	if (cli_check_not_export(argv[0], &err) != 0 || workspace_open(&ws, argv[0], calib, &err) != 0)
 		return cli_fail(&err);
 	if (heldout != NULL &&
 	    explore_read_heldout(ws.model, heldout, ctx_given, &ctx, &heldout_ids, &n_heldout_ids,

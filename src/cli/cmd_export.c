@@ -244,7 +244,8 @@ cli_export(int argc, char **argv)
 		free(site_specs);
 		return cli_fail(&err);
 	}
-	if (workspace_open(&ws, argv[optind], opt.calib_path, &err) != 0) {
+	if (cli_check_not_export(argv[optind], &err) != 0 ||
+	    workspace_open(&ws, argv[optind], opt.calib_path, &err) != 0) {
 		free(site_specs);
 		session_free(session);
 		return cli_fail(&err);

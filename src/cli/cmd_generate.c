@@ -90,8 +90,18 @@ cli_generate(int argc, char **argv)
 	const struct model_config *c = &model->config;
 	int capacity = c->context_length;
 
+	/* Without a BOS token in the vocabulary an empty prompt gives no token to start
+	 * from. */
+	if (n_ids == 0) {
+		fprintf(stderr, "catscope: --prompt: the prompt encodes to no tokens and %s has no BOS "
+			"token to start from; give a non-empty prompt with --prompt TEXT\n", argv[optind]);
+		free(ids);
+		export_runtime_free(runtime);
+		model_free(model);
+		return 1;
+	}
 	/* The prompt includes BOS, and one position must stay free for the first new token. */
-	if (n_ids == 0 || n_ids >= (size_t)capacity) {
+	if (n_ids >= (size_t)capacity) {
 		fprintf(stderr, "catscope: --prompt: the prompt has %zu tokens, but %s has a context "
 			"of %d; shorten the prompt to at most %d tokens\n", n_ids, argv[optind],
 			capacity, capacity - 1);

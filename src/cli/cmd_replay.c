@@ -172,7 +172,8 @@ replay_prepare(struct replay_request *req, struct session *s, struct workspace *
 	    check_readable(s, session_cache_path(s), session_cache_path_written(s), "calib.path",
 			   "--calib", err) != 0)
 		return -1;
-	if (workspace_open(ws, session_model_path(s), session_cache_path(s), err) != 0)
+	if (cli_check_not_export(session_model_path(s), err) != 0 ||
+	    workspace_open(ws, session_model_path(s), session_cache_path(s), err) != 0)
 		return -1;
 	if (session_check(s, ws->model, ws->cache, err) != 0) {
 		if (!req->force) {

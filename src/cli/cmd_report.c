@@ -116,7 +116,8 @@ cli_report(int argc, char **argv)
 	}
 	if (quant_params_check(&req.quant.weight, &err) != 0 || quant_params_check(&req.quant.act, &err) != 0)
 		return cli_usage_error("report", "%s", err.message);
-	if (workspace_open(&ws, argv[optind], req.calib, &err) != 0)
+	if (cli_check_not_export(argv[optind], &err) != 0 ||
+	    workspace_open(&ws, argv[optind], req.calib, &err) != 0)
 		return cli_fail(&err);
 
 	for (int k = 0; k < req.n_transforms; k++) {

@@ -69,6 +69,10 @@ atomic_install_signal_cleanup(void)
 	sigaction(SIGINT, &action, NULL);
 	sigaction(SIGTERM, &action, NULL);
 	sigaction(SIGHUP, &action, NULL);
+	/* Past the file size limit (ulimit -f), SIGXFSZ would end the process before any
+	 * cleanup. Ignored, the write fails with EFBIG instead, and the writer removes its
+	 * temporary file as it does on a full disk. */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 int
@@ -155,11 +159,18 @@ atomic_destination(const char *path, struct error *err)
 	return NULL;
 }
 
+/* The longest addition to an output's name among the temporary names written next to
+ * it: ".NAME.tmp.XXXXXX" for a file, "NAME.tmp-XXXXXX" and "NAME.old-XXXXXX" for an
+ * export directory. */
+#define ATOMIC_TEMP_NAME_EXTRA 12
+
 int
 atomic_check_directory(const char *path, struct error *err)
 {
+	const char *base = strrchr(path, '/');
 	char *dir;
 	struct stat st;
+	long name_max;
 	int rc = 0;
 
 	if (path[0] == '\0')
@@ -167,8 +178,16 @@ atomic_check_directory(const char *path, struct error *err)
 	if (path[strlen(path) - 1] == '/')
 		return error_set(err, "%s: the output name ends with '/'; give the name without it",
 				 path);
+	base = base != NULL ? base + 1 : path;
 	dir = atomic_directory_of(path);
-	if (stat(dir, &st) != 0)
+	name_max = pathconf(dir, _PC_NAME_MAX);
+	if (name_max <= 0)
+		name_max = NAME_MAX;
+	if (strlen(base) + ATOMIC_TEMP_NAME_EXTRA > (size_t)name_max)
+		rc = error_set(err, "%s: the name is %zu bytes long, but at most %ld fit in this "
+			       "directory beside the temporary name written next to it; choose a "
+			       "shorter name", path, strlen(base), name_max - ATOMIC_TEMP_NAME_EXTRA);
+	else if (stat(dir, &st) != 0)
 		rc = error_set(err, "%s: cannot use the directory %s: %s; create it or choose another "
 			       "output name", path, dir, strerror(errno));
 	else if (!S_ISDIR(st.st_mode))

@@ -294,6 +294,19 @@ export_note_file(char ***files, int *n_files, const char *name)
 	(*files)[(*n_files)++] = alloc_strdup(name);
 }
 
+/* Returns a special token id of the GGUF file as JSON: null when the key is missing or
+ * the id is not below n_tokens, because the GGUF loader then runs without that token
+ * and the export loader rejects an id outside the vocabulary. */
+static json_t *
+export_gguf_token_id(const struct gguf_file *f, const char *key, uint64_t n_tokens)
+{
+	uint32_t id;
+
+	if (gguf_get_u32(f, key, &id, NULL) != 0 || id >= n_tokens)
+		return json_null();
+	return json_integer(id);
+}
+
 /* Writes the SentencePiece vocabulary of a GGUF file as tokenizer.catscope.json. */
 static int
 export_write_gguf_vocab(const char *gguf_path, const char *out_path, struct error *err)
@@ -301,7 +314,6 @@ export_write_gguf_vocab(const char *gguf_path, const char *out_path, struct erro
 	struct gguf_file *f = gguf_open(gguf_path, err);
 	const struct gguf_value *tokens, *scores, *types = NULL;
 	json_t *root, *pieces, *score_list, *type_list;
-	uint32_t id;
 	int rc = -1;
 
 	if (f == NULL)
@@ -350,12 +362,11 @@ export_write_gguf_vocab(const char *gguf_path, const char *out_path, struct erro
 	if (types != NULL)
 		type_list = NULL;
 	json_object_set_new(root, "bos_token_id",
-			    gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &id, NULL) == 0 ? json_integer(id) : json_null());
+			    export_gguf_token_id(f, "tokenizer.ggml.bos_token_id", tokens->as.array.count));
 	json_object_set_new(root, "eos_token_id",
-			    gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &id, NULL) == 0 ? json_integer(id) : json_null());
+			    export_gguf_token_id(f, "tokenizer.ggml.eos_token_id", tokens->as.array.count));
 	json_object_set_new(root, "unknown_token_id",
-			    gguf_get_u32(f, "tokenizer.ggml.unknown_token_id", &id, NULL) == 0 ? json_integer(id) :
-												  json_null());
+			    export_gguf_token_id(f, "tokenizer.ggml.unknown_token_id", tokens->as.array.count));
 	const struct gguf_kv *add_bos = gguf_find_kv(f, "tokenizer.ggml.add_bos_token");
 
 	json_object_set_new(root, "add_bos_token",

@@ -190,7 +190,11 @@ export_read_transform(const struct safetensors_checkpoint *ckpt, int l, enum sit
 		uint64_t full = blocks ? blocks->shape[0] : 0;
 		uint64_t rest = tail ? tail->shape[0] : 0;
 
-		if ((blocks && blocks->shape[2] != k) || (tail && tail->shape[1] != rest) || k == 0 ||
+		/* Each size is bounded by d before the products, so that they cannot wrap and
+		 * the block size fits the int it is stored in. A blocks tensor with no block
+		 * would make its block size meaningless. */
+		if (k == 0 || k > (uint64_t)d || full > (uint64_t)d || rest > (uint64_t)d ||
+		    (blocks && (full == 0 || blocks->shape[2] != k)) || (tail && tail->shape[1] != rest) ||
 		    full * k + rest != (uint64_t)d || (rest > 0 && blocks && rest >= k))
 			return error_set(err, "%s: the blocks of model.layers.%d.catscope.%s (%" PRIu64 " of %"
 					      PRIu64 " plus %" PRIu64 ") do not cover the width %d",

@@ -1,6 +1,7 @@
 /* Model lifetime, layer shapes, weight folding and the fingerprint. */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -109,12 +110,14 @@ model_check_config(const struct model_config *c, const char *path, struct error 
 				 "layers %d, heads %d, kv heads %d, head dim %d, vocab %d)",
 				 path, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
 				 c->head_dim, c->vocab_size);
-	if (c->context_length <= 0 || c->context_length > MODEL_CONTEXT_MAX)
-		return error_set(err, "%s: the context length %d is invalid; expected 1 to %d", path,
+	/* Two positions are the least that eval (one to predict from, one to score) and
+	 * generate (the prompt and one new token) can use. */
+	if (c->context_length < 2 || c->context_length > MODEL_CONTEXT_MAX)
+		return error_set(err, "%s: the context length %d is invalid; expected 2 to %d", path,
 				 c->context_length, MODEL_CONTEXT_MAX);
 	if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
 		return error_set(err, "%s: the RMSNorm epsilon %g is invalid", path, (double)c->norm_eps);
-	if (!(c->rope_theta > 0.0f))
+	if (!(c->rope_theta > 0.0f) || isinf(c->rope_theta))
 		return error_set(err, "%s: the RoPE base %g is invalid", path, (double)c->rope_theta);
 	return 0;
 }

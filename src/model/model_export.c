@@ -119,12 +119,22 @@ export_loader_config(struct export_loader *h, struct model_config *c, struct err
 		return error_set(err, "%s: catscope.model.rope_style must be \"halves\" or "
 				      "\"adjacent_pairs\"", h->config_path);
 	/* The context length sizes the KV cache of generate and bounds --ctx. */
-	if (c->context_length < 1 || c->context_length > MODEL_CONTEXT_MAX)
-		return error_set(err, "%s: catscope.model.context_length is %d; expected 1 to %d",
+	if (c->context_length < 2 || c->context_length > MODEL_CONTEXT_MAX)
+		return error_set(err, "%s: catscope.model.context_length is %d; expected 2 to %d",
 				 h->config_path, c->context_length, MODEL_CONTEXT_MAX);
 	if (c->rope_original_context < 0 || c->rope_original_context > MODEL_CONTEXT_MAX)
 		return error_set(err, "%s: catscope.model.rope_original_context is %d; expected 0 to %d",
 				 h->config_path, c->rope_original_context, MODEL_CONTEXT_MAX);
+	/* Factor 0 is no scaling. Any other factor is Llama 3 scaling, which needs the same
+	 * values as the Hugging Face loader accepts, or the forward pass divides by zero. */
+	if (c->rope_scaling_factor != 0.0f &&
+	    (!(c->rope_scaling_factor >= 1.0f) || isinf(c->rope_scaling_factor) ||
+	     !(c->rope_low_freq_factor > 0.0f) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+	     isinf(c->rope_high_freq_factor) || c->rope_original_context < 1))
+		return error_set(err, "%s: catscope.model.rope_scaling_factor is %g; expected 0 (no "
+				 "scaling), or a finite factor of at least 1 with 0 < rope_low_freq_factor "
+				 "< rope_high_freq_factor and rope_original_context above 0", h->config_path,
+				 (double)c->rope_scaling_factor);
 	c->qkv_bias = json_is_true(json_object_get(m, "qkv_bias"));
 	c->qk_norm = json_is_true(json_object_get(m, "qk_norm"));
 	c->tied_output = json_is_true(json_object_get(m, "tied_output"));
@@ -369,6 +379,25 @@ export_loader_weights(const struct export_loader *h, struct model *m, struct err
 	return 0;
 }
 
+/* Reads the optional special token id key of the vocabulary into *id: -1 when the key
+ * is missing or null. Any other value outside 0..n-1 is damage, which would silently
+ * drop BOS or EOS. */
+static int
+export_loader_token_id(const json_t *root, const char *key, size_t n, const char *path, int32_t *id,
+		       struct error *err)
+{
+	const json_t *value = json_object_get(root, key);
+
+	*id = -1;
+	if (value == NULL || json_is_null(value))
+		return 0;
+	if (!json_is_integer(value) || json_integer_value(value) < 0 || (size_t)json_integer_value(value) >= n)
+		return error_set(err, "%s: \"%s\" must be null or a token id from 0 to %zu; the export is "
+				 "damaged, export again", path, key, n - 1);
+	*id = (int32_t)json_integer_value(value);
+	return 0;
+}
+
 /* Reads tokenizer.catscope.json, the SentencePiece vocabulary of a GGUF source. */
 static int
 export_loader_spm_vocab(const char *path, struct model *m, struct error *err)
@@ -410,24 +439,18 @@ export_loader_spm_vocab(const char *path, struct model *m, struct error *err)
 		if (type_values != NULL)
 			type_values[i] = (int32_t)json_integer_value(json_array_get(types, i));
 	}
+	memset(&vocab, 0, sizeof(vocab));
 	if (!valid) {
 		error_set(err, "%s: an entry of \"tokens\", \"scores\" or \"token_types\" has the wrong type",
 			  path);
-	} else {
-		const json_t *bos = json_object_get(root, "bos_token_id");
-		const json_t *eos = json_object_get(root, "eos_token_id");
-		const json_t *unk = json_object_get(root, "unknown_token_id");
-
-		memset(&vocab, 0, sizeof(vocab));
+	} else if (export_loader_token_id(root, "bos_token_id", n, path, &vocab.bos_id, err) == 0 &&
+		   export_loader_token_id(root, "eos_token_id", n, path, &vocab.eos_id, err) == 0 &&
+		   export_loader_token_id(root, "unknown_token_id", n, path, &vocab.unknown_id, err) == 0) {
 		vocab.n_tokens = n;
 		vocab.pieces = pieces;
 		vocab.piece_lengths = lengths;
 		vocab.scores = score_values;
 		vocab.types = type_values;
-		vocab.bos_id = json_is_integer(bos) && (size_t)json_integer_value(bos) < n ? (int32_t)json_integer_value(bos) : -1;
-		vocab.eos_id = json_is_integer(eos) && (size_t)json_integer_value(eos) < n ? (int32_t)json_integer_value(eos) : -1;
-		vocab.unknown_id = json_is_integer(unk) && (size_t)json_integer_value(unk) < n ?
-			(int32_t)json_integer_value(unk) : -1;
 		vocab.add_bos = !json_is_false(json_object_get(root, "add_bos_token"));
 		m->tokenizer = tokenizer_new_spm(&vocab, err);
 		if (m->tokenizer == NULL)

@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "catscope/alloc.h"
 #include "catscope/atomicfile.h"
+#include "catscope/jsonfile.h"
 #include "session_impl.h"
 
 /* The absolute, normalised form of a path that may not exist yet: realpath of the
@@ -254,6 +256,28 @@ write_json(FILE *out, json_t *v, int depth)
 	}
 }
 
+/* Fails when path is a non-empty file that is not a catscope session, so that a name
+ * typed by mistake never replaces a model, a text or any other file. */
+static int
+session_check_replaceable(const char *path, struct error *err)
+{
+	struct stat st;
+	json_t *root;
+	const char *format;
+	bool replaceable;
+
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+		return 0;
+	root = jsonfile_load(path, 0, NULL);
+	format = json_string_value(json_object_get(root, "format"));
+	replaceable = format != NULL && strcmp(format, SESSION_FORMAT_NAME) == 0;
+	json_decref(root);
+	if (replaceable)
+		return 0;
+	return error_set(err, "%s: exists and is not a catscope session, so it is not replaced; "
+			 "choose another name or remove the file", path);
+}
+
 int
 session_save(struct session *s, const char *path, struct analysis *a, const struct session_ui *ui,
 	     struct error *err)
@@ -272,6 +296,8 @@ session_save(struct session *s, const char *path, struct analysis *a, const stru
 	if (ui != NULL)
 		s->ui = *ui;
 
+	if (session_check_replaceable(path, err) != 0)
+		return -1;
 	/* JSON strings are UTF-8, and jansson rejects anything else. */
 	if (!utf8_path(s->model_path) ||
 	    (s->cache_path != NULL && !utf8_path(s->cache_path)))

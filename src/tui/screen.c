@@ -13,6 +13,7 @@
 #include "tui_impl.h"
 
 static bool screen_active;
+static SCREEN *screen_terminal;
 
 static const char *const bar_eighths_utf8[8] = {
 	"", "\u258f", "\u258e", "\u258d", "\u258c", "\u258b", "\u258a", "\u2589",
@@ -66,9 +67,14 @@ tui_screen_start(struct tui *t, struct error *err)
 {
 	setlocale(LC_ALL, "");
 	t->ascii = t->opt->ascii || !locale_is_utf8();
-	if (initscr() == NULL)
-		return error_set(err, "cannot initialise the terminal; check TERM (now '%s')",
-				 getenv("TERM") != NULL ? getenv("TERM") : "unset");
+	/* initscr() would print its own message and exit on an unknown TERM, so newterm(),
+	 * which returns NULL instead, lets the error name TERM and the fix. */
+	screen_terminal = newterm(NULL, stdout, stdin);
+	if (screen_terminal == NULL)
+		return error_set(err, "cannot open the terminal: TERM is '%s', which the terminfo "
+				 "database does not describe; set TERM to a known type such as "
+				 "xterm-256color", getenv("TERM") != NULL ? getenv("TERM") : "");
+	set_term(screen_terminal);
 	screen_active = true;
 	log_set_fatal_hook(screen_fatal_hook);
 	cbreak();
@@ -94,6 +100,8 @@ tui_screen_stop(void)
 		return;
 	screen_active = false;
 	endwin();
+	delscreen(screen_terminal);
+	screen_terminal = NULL;
 	log_set_fatal_hook(NULL);
 }
 
