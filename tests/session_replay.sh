@@ -63,10 +63,12 @@ other="$scratch/other.cache"
 	>/dev/null 2>&1 || fail "calibrate of the second cache failed"
 "$CATSCOPE" replay "$example" --batch --model "$MODEL" --calib "$other" >/dev/null 2>"$scratch/err"
 [ $? -eq 1 ] || fail "a cache with other provenance was accepted"
-grep -q "stories260K-cat.json: the session's cache has provenance hash f10146a6c4918f35, but .*other.cache has [0-9a-f]\{16\}" \
+grep -q "stories260K-cat.json: the calibration cache .*other.cache has provenance hash [0-9a-f]\{16\}, but the session was saved with a cache of provenance hash f10146a6c4918f35 .*; use --force to replay anyway" \
 	"$scratch/err" || fail "cache mismatch message: $(cat "$scratch/err")"
 "$CATSCOPE" replay "$example" --batch --model "$MODEL" --calib "$other" --force >/dev/null 2>"$scratch/err" ||
 	fail "--force did not override the cache mismatch"
+grep -q "^catscope: warning: .*provenance hash" "$scratch/err" || fail "--force printed no warning: $(cat "$scratch/err")"
+grep -q -e "use --force" "$scratch/err" && fail "the warning advises --force although it was given: $(cat "$scratch/err")"
 
 # catscope replay without --batch and catscope --replay need a terminal; --format
 # without --batch is a usage error.

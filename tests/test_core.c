@@ -58,6 +58,23 @@ error_prefix_keeps_message(void **state)
 }
 
 static void
+error_append_adds_advice(void **state)
+{
+	struct error err;
+	char long_text[2 * ERROR_MESSAGE_MAX];
+
+	error_set(&err, "fingerprints differ");
+	error_append(&err, "; use %s to replay anyway", "--force");
+	assert_string_equal(err.message, "fingerprints differ; use --force to replay anyway");
+
+	memset(long_text, 'x', sizeof(long_text) - 1);
+	long_text[sizeof(long_text) - 1] = '\0';
+	error_append(&err, "%s", long_text);
+	assert_int_equal(strlen(err.message), ERROR_MESSAGE_MAX - 1);
+	assert_memory_equal(err.message, "fingerprints differ", strlen("fingerprints differ"));
+}
+
+static void
 atomic_write_replaces_file(void **state)
 {
 	const char *dir = testutil_scratch_dir();
@@ -278,6 +295,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(error_prefix_keeps_message),
+		cmocka_unit_test(error_append_adds_advice),
 		cmocka_unit_test(error_message_drops_control_bytes),
 		cmocka_unit_test(atomic_write_replaces_file),
 		cmocka_unit_test(atomic_abort_keeps_old_file),

@@ -44,7 +44,7 @@ static const char export_usage[] =
 	"                       simulates the export bit for bit\n"
 	"  --session FILE       take every site's transform and the quantizer from a session\n"
 	"                       saved in the explorer (F2); its model and cache fingerprints\n"
-	"                       must match MODEL and CACHE\n";
+	"                       must match MODEL and CACHE, and no option skips that check\n";
 
 static int
 export_parse_size(const char *text, uint64_t *out)
@@ -109,6 +109,22 @@ export_apply_site(struct analysis *a, const char *text, const char **given)
 	}
 	return cli_usage_error("export", "--site %s: unknown site kind '%s'; expected attn_in, "
 			       "attn_out, ffn_in or ffn_down", text, kind);
+}
+
+/* Appends to a session_check message what fixes the mismatch for export. No export
+ * option skips the check, because export's --force only replaces the output directory. */
+static void
+export_mismatch_advice(const struct session *session, const struct model *model,
+		       struct error *err)
+{
+	const char *recorded_cache = session_cache_path(session);
+
+	if (model->fingerprint != session_model_fingerprint(session))
+		error_append(err, "; export the model the session was saved with (%s). No export "
+			     "option skips this check", session_model_path(session));
+	else if (recorded_cache != NULL)
+		error_append(err, "; pass the cache the session was saved with (--calib %s, or no "
+			     "--calib). No export option skips this check", recorded_cache);
 }
 
 int
@@ -253,9 +269,11 @@ cli_export(int argc, char **argv)
 	rc = 0;
 	if (session != NULL) {
 		opt.session_path = session_path;
-		if (session_check(session, ws.model, ws.cache, &err) != 0 ||
-		    session_apply(session, analysis, &err) != 0) {
-			error_prefix(&err, "%s", session_path);
+		/* The session's messages start with its file name already. */
+		if (session_check(session, ws.model, argv[optind], ws.cache, opt.calib_path, &err) != 0) {
+			export_mismatch_advice(session, ws.model, &err);
+			rc = cli_fail(&err);
+		} else if (session_apply(session, analysis, &err) != 0) {
 			rc = cli_fail(&err);
 		}
 		quant = analysis->quant;
