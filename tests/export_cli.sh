@@ -146,4 +146,19 @@ grep -q -e "--force" "$scratch/session-err.txt" &&
 grep -q "pass the cache the session was saved with (--calib .*stories260K-4096.cache, or no --calib)" \
 	"$scratch/session-err.txt" || fail "the refusal does not name the session's cache: $(cat "$scratch/session-err.txt")"
 
+# Without --calib, export --session uses the cache the session names, relative to
+# the session file, and writes the same weights as with it.
+cp "$session" "$scratch/cat.json"
+"$CATSCOPE" export "$MODEL" --session "$scratch/cat.json" -o "$scratch/session-cache" >/dev/null \
+	2>"$scratch/session-err.txt" || fail "export --session without --calib failed: $(cat "$scratch/session-err.txt")"
+cmp -s "$scratch/from-session/model.safetensors" "$scratch/session-cache/model.safetensors" ||
+	fail "export --session without --calib wrote other weights than with the session's cache"
+sed -e '/"calib": {/,/^  },$/c\
+  "calib": null,' "$session" >"$scratch/no-cache.json"
+status=0
+"$CATSCOPE" export "$MODEL" --session "$scratch/no-cache.json" -o "$scratch/no-cache" >/dev/null \
+	2>"$scratch/session-err.txt" || status=$?
+[ "$status" -eq 2 ] || fail "export --session of a session without cache and no --calib exited $status, expected 2"
+grep -q "no-cache.json records no calibration cache; pass --calib CACHE" "$scratch/session-err.txt" ||
+	fail "a session without cache: $(cat "$scratch/session-err.txt")"
 exit 0

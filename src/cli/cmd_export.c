@@ -17,6 +17,7 @@
 
 static const char export_usage[] =
 	"usage: catscope export MODEL --calib CACHE [--transform SPEC] [options] -o DIR\n"
+	"       catscope export MODEL --session FILE [--calib CACHE] [options] -o DIR\n"
 	"\n"
 	"Writes the quantized model that 'catscope eval MODEL --calib CACHE' simulates with the\n"
 	"same options as a checkpoint directory: packed integer weights W' = Q(W T^-1) in the\n"
@@ -24,7 +25,8 @@ static const char export_usage[] =
 	"apply online, config.json and the tokenizer. 'catscope eval DIR' and 'catscope\n"
 	"generate DIR' run it. man 5 catscope-export describes the layout.\n"
 	"\n"
-	"  --calib CACHE        calibration cache of the model (required)\n"
+	"  --calib CACHE        calibration cache of the model (required without --session;\n"
+	"                       with it, the default is the cache the session names)\n"
 	"  --transform SPEC     transform of every site (default none)\n"
 	"  --site NAME=SPEC     transform of one site, such as blk.0.ffn_down=cat:64;\n"
 	"                       repeatable, once per site\n"
@@ -239,9 +241,10 @@ cli_export(int argc, char **argv)
 			return cli_option_error("export", opt_code, argc, argv);
 		}
 	}
-	if (argc - optind != 1 || output == NULL || opt.calib_path == NULL) {
+	if (argc - optind != 1 || output == NULL || (opt.calib_path == NULL && session_path == NULL)) {
 		free(site_specs);
-		return cli_usage_error("export", "expected one model, --calib CACHE and -o DIR");
+		return cli_usage_error("export", "expected one model, --calib CACHE (or --session FILE) "
+				       "and -o DIR");
 	}
 
 	/* The model and the cache load first, so a directory that could never be
@@ -259,6 +262,17 @@ cli_export(int argc, char **argv)
 	if (session_path != NULL && session_load(session_path, &session, &err) != 0) {
 		free(site_specs);
 		return cli_fail(&err);
+	}
+	/* As catscope --replay does, a session supplies its own cache, resolved from the
+	 * session file's directory. */
+	if (opt.calib_path == NULL) {
+		opt.calib_path = session_cache_path(session);
+		if (opt.calib_path == NULL) {
+			free(site_specs);
+			session_free(session);
+			return cli_usage_error("export", "%s records no calibration cache; pass --calib "
+					       "CACHE", session_path);
+		}
 	}
 	if (workspace_open(&ws, argv[optind], opt.calib_path, &err) != 0) {
 		free(site_specs);
