@@ -53,6 +53,13 @@ cmp -s "$scratch/report.rows" "$scratch/replay.rows" || fail "replay and report 
 # The table and JSON formats carry the same value.
 replay >"$scratch/a.txt" || fail "replay --format table failed"
 grep '^blk.0.ffn_down ' "$scratch/a.txt" | grep -q ' 21.17 ' || fail "table lacks 21.17 for blk.0.ffn_down"
+# The session mixes transforms, so its summary is labelled mixed and counts each one.
+# A report of one transform keeps the label of that transform and no counts.
+grep -q '^summary mixed      sites 20  mean measured SQNR [0-9.]* dB  worst [0-9.]* dB at blk\.[0-9]\.[a-z_]*  transforms hadamard 1, none 14, cat 5$' \
+	"$scratch/a.txt" || fail "summary of a mixed session: $(grep '^summary' "$scratch/a.txt")"
+"$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat >"$scratch/report.txt" || fail "report failed"
+grep -q '^summary cat        sites 20  mean measured SQNR [0-9.]* dB  worst [0-9.]* dB at blk\.[0-9]\.[a-z_]*$' \
+	"$scratch/report.txt" || fail "summary of one transform: $(grep '^summary' "$scratch/report.txt")"
 replay --format json >"$scratch/a.json" || fail "replay --format json failed"
 grep -q '"meas_db"' "$scratch/a.json" || fail "JSON has no meas_db"
 
