@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 
 #include "catscope/atomicfile.h"
 #include "catscope/error.h"
+#include "catscope/number_format.h"
 #include "catscope/testutil.h"
 
 static int
@@ -72,6 +75,30 @@ error_append_adds_advice(void **state)
 	error_append(&err, "%s", long_text);
 	assert_int_equal(strlen(err.message), ERROR_MESSAGE_MAX - 1);
 	assert_memory_equal(err.message, "fingerprints differ", strlen("fingerprints differ"));
+}
+
+static void
+negative_zero_prints_unsigned(void **state)
+{
+	static const struct {
+		double value;
+		int precision;
+		const char *expected;
+	} cases[] = {
+		{ -0.0, 1, "0.0" },       { -0.04, 1, "0.0" },     { -0.004, 2, "0.00" },
+		{ -0.0049, 2, "0.00" },   { -0.006, 2, "-0.01" },  { -0.05001, 1, "-0.1" },
+		{ 0.04, 1, "0.0" },       { -12.5, 1, "-12.5" },   { -1e30, 0, "-1000000000000000019884624838656" },
+	};
+	char text[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		double v = number_drop_negative_zero(cases[i].value, cases[i].precision);
+
+		snprintf(text, sizeof(text), "%.*f", cases[i].precision, v);
+		assert_string_equal(text, cases[i].expected);
+	}
+	assert_true(isnan(number_drop_negative_zero(NAN, 2)));
+	assert_true(isinf(number_drop_negative_zero(-INFINITY, 2)));
 }
 
 static void
@@ -296,6 +323,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(error_prefix_keeps_message),
 		cmocka_unit_test(error_append_adds_advice),
+		cmocka_unit_test(negative_zero_prints_unsigned),
 		cmocka_unit_test(error_message_drops_control_bytes),
 		cmocka_unit_test(atomic_write_replaces_file),
 		cmocka_unit_test(atomic_abort_keeps_old_file),

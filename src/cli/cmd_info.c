@@ -9,6 +9,7 @@
 
 #include "catscope/calib_cache.h"
 #include "catscope/cli.h"
+#include "catscope/number_format.h"
 
 static const char info_usage[] =
 	"usage: catscope info CACHE [--model MODEL]\n"
@@ -51,7 +52,8 @@ info_print_sites(const struct calib_cache *cache)
 						       : NAN;
 
 			printf("%5d %-8s %6d %9" PRIu64 " %12.5g %8.2f %10.5g %7d %6d %9" PRIu64 "\n", b,
-			       site_kind_name(k), s->dim, s->n_tokens, s->mean_sq_norm, concentration,
+			       site_kind_name(k), s->dim, s->n_tokens, s->mean_sq_norm,
+			       number_drop_negative_zero(concentration, 2),
 			       s->max_absmax, s->max_absmax_channel, s->n_sample, s->nonfinite);
 		}
 	}

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "catscope/report.h"
+#include "catscope/number_format.h"
 
 int
 report_format_parse(const char *text, enum report_format *out, struct error *err)
@@ -155,7 +156,8 @@ report_table(FILE *out, struct analysis *const *analyses, int n_analyses)
 			}
 			fprintf(out, "%-16s %5d %-10s", label, s->result.dim, spec);
 			for (size_t j = 0; j < sizeof(shown) / sizeof(shown[0]); j++)
-				fprintf(out, " %11.2f", report_columns[shown[j]].value(&s->result));
+				fprintf(out, " %11.2f",
+					number_drop_negative_zero(report_columns[shown[j]].value(&s->result), 2));
 			fprintf(out, "  0x%x\n", s->result.flags);
 		}
 	}
@@ -173,7 +175,8 @@ report_table(FILE *out, struct analysis *const *analyses, int n_analyses)
 				"(pass --calib CACHE)", spec);
 		else
 			fprintf(out, "summary %-10s sites %d  mean measured SQNR %.2f dB  worst %.2f dB at %s",
-				spec, n, mean, min, label);
+				spec, n, number_drop_negative_zero(mean, 2), number_drop_negative_zero(min, 2),
+				label);
 		if (counts[0] != '\0')
 			fprintf(out, "  transforms %s", counts);
 		fputc('\n', out);

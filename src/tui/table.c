@@ -9,6 +9,8 @@
 
 #include <curses.h>
 
+#include "catscope/number_format.h"
+
 #include "tui_impl.h"
 
 struct column {
@@ -325,9 +327,9 @@ format_cell(const struct tui_row *r, enum tui_column c, int width, int skip, cha
 	else if (c == COL_TOKENS)
 		snprintf(buf, size, "%*.0f", width, v);
 	else if (c == COL_DELTA)
-		snprintf(buf, size, "%+*.1f", width, v);
+		snprintf(buf, size, "%+*.1f", width, number_drop_negative_zero(v, 1));
 	else
-		snprintf(buf, size, "%*.1f", width, v);
+		snprintf(buf, size, "%*.1f", width, number_drop_negative_zero(v, 1));
 }
 
 static void
