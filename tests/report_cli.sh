@@ -8,6 +8,8 @@ cache="$scratch/stories.cache"
 	>/dev/null 2>&1 || fail "calibrate failed"
 "$CATSCOPE" info "$cache" >"$scratch/info.txt" || fail "info failed"
 grep -q "ffn_down" "$scratch/info.txt" || fail "info lists no ffn_down site"
+# info's C(x) covers all tokens, not report's sample, and its header says so.
+grep -q ' C(x) all dB ' "$scratch/info.txt" || fail "info does not label its C(x) as over all tokens: $(grep block "$scratch/info.txt")"
 
 "$CATSCOPE" report "$MODEL" --calib "$cache" --transform none --transform cat --format csv \
 	>"$scratch/report.csv" || fail "report failed"
