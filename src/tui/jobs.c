@@ -299,7 +299,8 @@ tui_export_prompt(struct tui *t)
 		tui_status_set(t, true, "export needs calibration statistics: start with --calib CACHE");
 		return;
 	}
-	snprintf(t->prompt_input, sizeof(t->prompt_input), "%s", t->export.dir);
+	snprintf(t->prompt_default, sizeof(t->prompt_default), "%s", t->export.dir);
+	t->prompt_input[0] = '\0';
 	t->prompt = TUI_PROMPT_EXPORT_DIR;
 }
 
