@@ -241,7 +241,7 @@ void tui_perplexity_request(struct tui *t);
 /* Writes the perplexity for the title, such as "PPL 12.2912 (FP 9.3700, +31.2%)",
  * or an empty string before the first result. */
 void tui_perplexity_label(struct tui *t, char *buf, size_t size);
-/* Writes what the running jobs do, for the left of the status line. */
+/* Writes what the running jobs do, for the left of the status line, separated by " | ". */
 void tui_jobs_activity(struct tui *t, char *buf, size_t size);
 /* Opens the destination prompt of the E key. */
 void tui_export_prompt(struct tui *t);
