@@ -1,9 +1,9 @@
 #!/bin/sh
 # Drives the explorer under tmux on the real model and checks the table and status
-# line. Values that round to zero have no minus sign. The status line separates its
-# parts with " | ", drops whole key hints when space is short, shows an active
-# filter until Esc, and ends a cut message with "...". Uses a private tmux server
-# (-L) and kills only that server.
+# line. Column titles stay apart whatever the sort column, and values that round to
+# zero have no minus sign. The status line separates its parts with " | ", drops
+# whole key hints when space is short, shows an active filter until Esc, and ends a
+# cut message with "...". Uses a private tmux server (-L) and kills only that server.
 . "$srcdir/tests/lib.sh"
 
 tmux_name=status
@@ -43,6 +43,24 @@ stop() {
 	tm kill-session -t explorer
 }
 
+# Checks that the header has one word per column title for every sort column in
+# both directions, so no title runs into the next (such as "Aheadrm^").
+check_header_words() {
+	width=$1 expected=$2
+	n=0
+	while [ "$n" -lt "$expected" ]; do
+		for direction in up down; do
+			header=$(screen | sed -n 2p)
+			words=$(echo "$header" | wc -w)
+			[ "$words" -eq "$expected" ] ||
+				fail "at $width columns, sorted $direction by column $n: $words titles, expected $expected: '$header'"
+			keys S
+		done
+		keys s
+		n=$((n + 1))
+	done
+}
+
 tm new-session -d -s keeper -x 80 -y 24 "sleep 600" || fail "tmux could not start its server"
 socket_path=$(tm display-message -p -t keeper '#{socket_path}')
 
@@ -58,6 +76,7 @@ awk -F, 'NR > 1 && $14 ~ /^-0\.0[0-4]/ { found = 1 } END { exit !found }' "$scra
 start 80 24 "--calib '$cache'"
 wait_for 'blk.4.ffn_down'
 wait_idle
+check_header_words 80 10
 
 # cat:full on every site (t steps none, smooth, hadamard, cat1, cat, cat:full; T
 # applies it to all): the headroom column shows 0.0, not -0.0.
@@ -112,6 +131,12 @@ cut=${line%...}
 case "$cut" in
 *" ") fail "the cut leaves a space before '...': '$line'" ;;
 esac
+
+# 200 columns show all 15 titles, still one word each for every sort column.
+tm resize-window -t explorer -x 200 -y 50
+sleep 0.5
+wait_for 'tokens'
+check_header_words 200 15
 
 stop
 echo "explorer table and status line: all checks passed"

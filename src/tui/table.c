@@ -33,7 +33,7 @@ static const struct column columns[COL_COUNT] = {
 	[COL_ACT_ONLY] = { "X-only", 8 },
 	[COL_GAP] = { "gap", 7 },
 	[COL_BEST] = { "A*", 7 },
-	[COL_TOKENS] = { "tokens", 7 },
+	[COL_TOKENS] = { "tokens", 8 },
 };
 
 /* Columns after the site name that must fit in 80 cells: d through gain, and the
@@ -347,11 +347,18 @@ draw_header(struct tui *t, const enum tui_column *shown, int n)
 
 		if (t->sort_column == c)
 			arrow = t->sort_reverse ? "v" : "^";
-		if (c == COL_SITE || c == COL_TRANSFORM)
+		if (c == COL_SITE || c == COL_TRANSFORM) {
 			snprintf(buf, sizeof(buf), "%s%s%s", c == COL_TRANSFORM ? " " : "", columns[c].title,
 				 arrow);
-		else
-			snprintf(buf, sizeof(buf), "%*s%s", w - (int)strlen(arrow), columns[c].title, arrow);
+		} else {
+			/* A title right-aligned in its column keeps one space before it, so that
+			 * the arrow cannot join it to the previous title ("Aheadrm^"). Without
+			 * room the title loses its last letters. */
+			int room = w - 1 - (int)strlen(arrow);
+
+			snprintf(buf, sizeof(buf), "%*.*s%s", w - (int)strlen(arrow), room, columns[c].title,
+				 arrow);
+		}
 		if (t->sort_column == c)
 			attron(A_BOLD);
 		mvaddnstr(1, x, buf, t->cols - x);
