@@ -227,16 +227,35 @@ tui_prompt_key(struct tui *t, int key)
 	}
 }
 
+/* Writes " [DEFAULT]" for the prompt's default, or nothing without one. A long
+ * default keeps only its end, which names the file, so that the typed name still
+ * fits on an 80-column status line. */
+static void
+prompt_default_text(const struct tui *t, char *buf, size_t size)
+{
+	enum { DEFAULT_MAX = 40 };
+	size_t length = strlen(t->prompt_default);
+
+	if (length == 0)
+		buf[0] = '\0';
+	else if (length <= DEFAULT_MAX)
+		snprintf(buf, size, " [%s]", t->prompt_default);
+	else
+		snprintf(buf, size, " [...%s]", t->prompt_default + length - (DEFAULT_MAX - 3));
+}
+
 bool
 tui_prompt_text(const struct tui *t, char *buf, size_t size)
 {
+	char shown[64];
+
+	prompt_default_text(t, shown, sizeof(shown));
 	switch (t->prompt) {
 	case TUI_PROMPT_NONE:
 		return false;
 	case TUI_PROMPT_SAVE_NAME:
-		snprintf(buf, size, "save session as%s%s%s: %s_  (Enter saves in %s/, Esc cancels)",
-			 t->prompt_default[0] != '\0' ? " [" : "", t->prompt_default,
-			 t->prompt_default[0] != '\0' ? "]" : "", t->prompt_input, SAVE_DIRECTORY);
+		snprintf(buf, size, "save session as%s: %s_  (Enter saves in %s/, Esc cancels)", shown,
+			 t->prompt_input, SAVE_DIRECTORY);
 		return true;
 	case TUI_PROMPT_SAVE_REPLACE:
 		snprintf(buf, size, "%s exists; replace it? y/n", t->save_path);
@@ -245,9 +264,8 @@ tui_prompt_text(const struct tui *t, char *buf, size_t size)
 		snprintf(buf, size, "save changes? y/n/Esc");
 		return true;
 	case TUI_PROMPT_EXPORT_DIR:
-		snprintf(buf, size, "export to directory%s%s%s: %s_  (Enter exports, Esc cancels)",
-			 t->prompt_default[0] != '\0' ? " [" : "", t->prompt_default,
-			 t->prompt_default[0] != '\0' ? "]" : "", t->prompt_input);
+		snprintf(buf, size, "export to directory%s: %s_  (Enter exports, Esc cancels)", shown,
+			 t->prompt_input);
 		return true;
 	case TUI_PROMPT_EXPORT_REPLACE:
 		snprintf(buf, size, "%s exists; replace it? y/n", t->prompt_input);
