@@ -68,7 +68,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (session_load(fuzz_memory_file(data, size), &s, &err) != 0)
 		return 0;
 	read_fields(s);
-	session_check(s, &fuzz_model, NULL, &err);
+	session_check(s, &fuzz_model, "model.gguf", NULL, NULL, &err);
 
 	a = analysis_new(&fuzz_model, NULL, NULL);
 	if (session_apply(s, a, &err) == 0 && session_apply_journal(s, a, &err) == 0)

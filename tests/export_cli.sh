@@ -171,4 +171,28 @@ status=0
 [ "$status" -eq 1 ] || fail "export --session with another cache exited $status, expected 1"
 [ ! -e "$scratch/wrong-cache" ] || fail "a refused export --session left a directory"
 grep -q "stories260K-cat.json" "$scratch/session-err.txt" || fail "the refusal does not name the session"
+[ "$(grep -o 'stories260K-cat.json' "$scratch/session-err.txt" | wc -l)" -eq 1 ] ||
+	fail "the refusal names the session more than once: $(cat "$scratch/session-err.txt")"
+grep -q "the calibration cache $cache has provenance hash [0-9a-f]\{16\}, but the session was saved with a cache of provenance hash f10146a6c4918f35" \
+	"$scratch/session-err.txt" || fail "the refusal does not name the --calib cache and both hashes: $(cat "$scratch/session-err.txt")"
+grep -q -e "--force" "$scratch/session-err.txt" &&
+	fail "the refusal suggests --force, which only replaces DIR: $(cat "$scratch/session-err.txt")"
+grep -q "pass the cache the session was saved with (--calib .*stories260K-4096.cache, or no --calib)" \
+	"$scratch/session-err.txt" || fail "the refusal does not name the session's cache: $(cat "$scratch/session-err.txt")"
+
+# Without --calib, export --session uses the cache the session names, relative to
+# the session file, and writes the same weights as with it.
+cp "$session" "$scratch/cat.json"
+"$CATSCOPE" export "$MODEL" --session "$scratch/cat.json" -o "$scratch/session-cache" >/dev/null \
+	2>"$scratch/session-err.txt" || fail "export --session without --calib failed: $(cat "$scratch/session-err.txt")"
+cmp -s "$scratch/from-session/model.safetensors" "$scratch/session-cache/model.safetensors" ||
+	fail "export --session without --calib wrote other weights than with the session's cache"
+sed -e '/"calib": {/,/^  },$/c\
+  "calib": null,' "$session" >"$scratch/no-cache.json"
+status=0
+"$CATSCOPE" export "$MODEL" --session "$scratch/no-cache.json" -o "$scratch/no-cache" >/dev/null \
+	2>"$scratch/session-err.txt" || status=$?
+[ "$status" -eq 2 ] || fail "export --session of a session without cache and no --calib exited $status, expected 2"
+grep -q "no-cache.json records no calibration cache; pass --calib CACHE" "$scratch/session-err.txt" ||
+	fail "a session without cache: $(cat "$scratch/session-err.txt")"
 exit 0

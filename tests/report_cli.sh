@@ -8,6 +8,8 @@ cache="$scratch/stories.cache"
 	>/dev/null 2>&1 || fail "calibrate failed"
 "$CATSCOPE" info "$cache" >"$scratch/info.txt" || fail "info failed"
 grep -q "ffn_down" "$scratch/info.txt" || fail "info lists no ffn_down site"
+# info's C(x) covers all tokens, not report's sample, and its header says so.
+grep -q ' C(x) all dB ' "$scratch/info.txt" || fail "info does not label its C(x) as over all tokens: $(grep block "$scratch/info.txt")"
 
 "$CATSCOPE" report "$MODEL" --calib "$cache" --transform none --transform cat --format csv \
 	>"$scratch/report.csv" || fail "report failed"
@@ -31,6 +33,16 @@ grep -q '"meas_db"' "$scratch/report.json" || fail "JSON has no meas_db"
 "$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat >"$scratch/report.txt"
 grep "^blk.2.ffn_down" "$scratch/report.txt" | grep -q -- " $csv_value " ||
 	fail "table and CSV disagree on blk.2.ffn_down ($csv_value)"
+
+# cat:full reaches the best alignment computed at several sites, so their headroom (column 14
+# of the CSV) rounds to zero from below. The table prints it as 0.00, never -0.00.
+"$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat:full --format csv >"$scratch/full.csv" ||
+	fail "report --transform cat:full failed"
+awk -F, 'NR > 1 && $14 ~ /^-0\.00/ { found = 1 } END { exit !found }' "$scratch/full.csv" ||
+	fail "no headroom rounds to zero from below, so the -0.00 check below tests nothing"
+"$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat:full >"$scratch/full.txt" ||
+	fail "report --transform cat:full failed"
+grep -q -e ' -0\.00 ' "$scratch/full.txt" && fail "the table prints -0.00: $(grep -e ' -0\.00 ' "$scratch/full.txt" | head -n 1)"
 
 # A site that cannot be computed makes the report incomplete: exit 1, other rows kept.
 cp "$cache" "$scratch/bad.cache"

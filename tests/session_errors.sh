@@ -59,12 +59,14 @@ expect_error journal-undo-first 's/"action": "set_transform", "site": "blk.0.ffn
 expect_error version 's/"version": 1/"version": 2/' 'version: version 2 is not supported'
 expect_error fingerprint 's/"fingerprint": "e33b6a3ef879b195"/"fingerprint": "0123456789abcdef"/' \
 	'model fingerprint 0123456789abcdef, but'
+grep -q -F 'use --force to replay anyway' "$scratch/err" || fail "fingerprint: the message does not offer --force"
 grep -q -F 'e33b6a3ef879b195' "$scratch/err" || fail "fingerprint: the message lacks the model's value"
 
 # --force replays anyway, with the mismatch as a warning.
 "$CATSCOPE" replay "$scratch/fingerprint.json" --batch --model "$MODEL" --force --format csv \
 	>"$scratch/forced.csv" 2>"$scratch/err" || fail "--force did not override the fingerprint"
 grep -q '^catscope: warning: .*fingerprint' "$scratch/err" || fail "--force printed no warning"
+grep -q -e 'use --force' "$scratch/err" && fail "the warning advises --force although it was given: $(cat "$scratch/err")"
 [ "$(grep -c ',ok,' "$scratch/forced.csv")" -eq 20 ] || fail "--force printed no report"
 
 # A missing model file: named with the field, and what to do.

@@ -53,6 +53,13 @@ cmp -s "$scratch/report.rows" "$scratch/replay.rows" || fail "replay and report 
 # The table and JSON formats carry the same value.
 replay >"$scratch/a.txt" || fail "replay --format table failed"
 grep '^blk.0.ffn_down ' "$scratch/a.txt" | grep -q ' 21.17 ' || fail "table lacks 21.17 for blk.0.ffn_down"
+# The session mixes transforms, so its summary is labelled mixed and counts each one.
+# A report of one transform keeps the label of that transform and no counts.
+grep -q '^summary mixed      sites 20  mean measured SQNR [0-9.]* dB  worst [0-9.]* dB at blk\.[0-9]\.[a-z_]*  transforms hadamard 1, none 14, cat 5$' \
+	"$scratch/a.txt" || fail "summary of a mixed session: $(grep '^summary' "$scratch/a.txt")"
+"$CATSCOPE" report "$MODEL" --calib "$cache" --transform cat >"$scratch/report.txt" || fail "report failed"
+grep -q '^summary cat        sites 20  mean measured SQNR [0-9.]* dB  worst [0-9.]* dB at blk\.[0-9]\.[a-z_]*$' \
+	"$scratch/report.txt" || fail "summary of one transform: $(grep '^summary' "$scratch/report.txt")"
 replay --format json >"$scratch/a.json" || fail "replay --format json failed"
 grep -q '"meas_db"' "$scratch/a.json" || fail "JSON has no meas_db"
 
@@ -63,10 +70,12 @@ other="$scratch/other.cache"
 	>/dev/null 2>&1 || fail "calibrate of the second cache failed"
 "$CATSCOPE" replay "$example" --batch --model "$MODEL" --calib "$other" >/dev/null 2>"$scratch/err"
 [ $? -eq 1 ] || fail "a cache with other provenance was accepted"
-grep -q "stories260K-cat.json: the session's cache has provenance hash f10146a6c4918f35, but .*other.cache has [0-9a-f]\{16\}" \
+grep -q "stories260K-cat.json: the calibration cache .*other.cache has provenance hash [0-9a-f]\{16\}, but the session was saved with a cache of provenance hash f10146a6c4918f35 .*; use --force to replay anyway" \
 	"$scratch/err" || fail "cache mismatch message: $(cat "$scratch/err")"
 "$CATSCOPE" replay "$example" --batch --model "$MODEL" --calib "$other" --force >/dev/null 2>"$scratch/err" ||
 	fail "--force did not override the cache mismatch"
+grep -q "^catscope: warning: .*provenance hash" "$scratch/err" || fail "--force printed no warning: $(cat "$scratch/err")"
+grep -q -e "use --force" "$scratch/err" && fail "the warning advises --force although it was given: $(cat "$scratch/err")"
 
 # catscope replay without --batch and catscope --replay need a terminal; --format
 # without --batch is a usage error.

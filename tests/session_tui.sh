@@ -57,9 +57,9 @@ keys / f f n _ d o w n Enter
 
 # F2 prompts for a name; a bare name goes into sessions/ with .json added.
 keys F2
-wait_for 'save as'
+wait_for 'save session as: _ '
 keys r o u n d Enter
-wait_for 'session saved to sessions/round.json'
+wait_for 'session saved to sessions/round.json (5 actions in the journal)'
 session="$scratch/sessions/round.json"
 [ -s "$session" ] || fail "F2 wrote no sessions/round.json"
 grep -q '"site": "blk.0.ffn_down", "transform": "cat"' "$session" || fail "the session lacks cat on blk.0.ffn_down"
@@ -99,8 +99,9 @@ screen | tail -n 1 | grep -q 'save changes' && fail "Esc did not close the quest
 keys q
 wait_for 'save changes? y/n/Esc'
 keys y
-wait_for 'save as'
-screen | tail -n 1 | grep -q 'round.json_' || fail "the name prompt does not offer the loaded name: $(screen | tail -n 1)"
+wait_for 'save session as'
+screen | tail -n 1 | grep -q 'save session as \[round.json\]: _ ' ||
+	fail "the name prompt does not offer the loaded name as its default: $(screen | tail -n 1)"
 keys Enter
 wait_exit
 [ "$(grep -c '"action": "set_transform"' "$session")" -eq 5 ] || fail "saving on quit did not append the t press"
@@ -115,6 +116,50 @@ keys n
 wait_exit
 grep -q '"w4,a4,rtn"' "$session" && grep -q '"quant": "w5,a4,rtn",$' "$session" ||
 	fail "n changed the saved quantizer"
+
+# F2 offers the loaded name as a default in brackets: typing replaces it instead of
+# appending to it, and Enter on an empty line takes it.
+start "replay sessions/round.json"
+wait_for 'blk.4.ffn_down'
+keys F2
+wait_for 'save session as \[round.json\]: _ '
+keys o t h e r Enter
+wait_for 'session saved to sessions/other.json (6 actions in the journal)'
+[ -s "$scratch/sessions/other.json" ] || fail "typing a name after F2 did not save sessions/other.json"
+ls "$scratch/sessions" | grep -q 'round.jsonother' && fail "typing appended to the default name"
+# Saving under the name of another existing file prompts first. n and Esc keep it.
+cp "$session" "$scratch/round.saved"
+keys F2
+wait_for 'save session as \[other.json\]: _ '
+keys r o u n d Enter
+wait_for 'sessions/round.json exists; replace it? y/n'
+keys n
+wait_for 'not saved: sessions/round.json exists'
+cmp -s "$session" "$scratch/round.saved" || fail "n still replaced sessions/round.json"
+keys F2 r o u n d Enter
+wait_for 'sessions/round.json exists; replace it? y/n'
+keys Escape
+wait_for 'not saved: sessions/round.json exists'
+cmp -s "$session" "$scratch/round.saved" || fail "Esc still replaced sessions/round.json"
+echo 'not a session' >"$session"
+keys F2 r o u n d Enter
+wait_for 'sessions/round.json exists; replace it? y/n'
+keys y
+wait_for 'session saved to sessions/round.json'
+grep -q '"format": "catscope-session"' "$session" || fail "y did not replace sessions/round.json"
+# Saving the session's own file again, the default, replaces it without a prompt.
+keys t F2 Enter
+wait_for 'session saved to sessions/round.json (7 actions in the journal)'
+keys q
+wait_exit
+
+# One action is counted in the singular.
+start "'$MODEL' --calib '$cache'"
+wait_for 'blk.4.ffn_down'
+keys t F2 o n e Enter
+wait_for 'session saved to sessions/one.json (1 action in the journal)'
+keys q
+wait_exit
 
 # The journal of the saved file re-runs to its final state.
 "$CATSCOPE" replay "$session" --batch --from-journal --format csv >"$scratch/j.csv" 2>"$scratch/j.err" ||

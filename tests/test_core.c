@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 
 #include "catscope/atomicfile.h"
 #include "catscope/error.h"
+#include "catscope/number_format.h"
 #include "catscope/testutil.h"
 
 static int
@@ -55,6 +58,47 @@ error_prefix_keeps_message(void **state)
 	assert_int_equal(error_set(&err, "bad value %d", 7), -1);
 	error_prefix(&err, "%s", "model.gguf");
 	assert_string_equal(err.message, "model.gguf: bad value 7");
+}
+
+static void
+error_append_adds_advice(void **state)
+{
+	struct error err;
+	char long_text[2 * ERROR_MESSAGE_MAX];
+
+	error_set(&err, "fingerprints differ");
+	error_append(&err, "; use %s to replay anyway", "--force");
+	assert_string_equal(err.message, "fingerprints differ; use --force to replay anyway");
+
+	memset(long_text, 'x', sizeof(long_text) - 1);
+	long_text[sizeof(long_text) - 1] = '\0';
+	error_append(&err, "%s", long_text);
+	assert_int_equal(strlen(err.message), ERROR_MESSAGE_MAX - 1);
+	assert_memory_equal(err.message, "fingerprints differ", strlen("fingerprints differ"));
+}
+
+static void
+negative_zero_prints_unsigned(void **state)
+{
+	static const struct {
+		double value;
+		int precision;
+		const char *expected;
+	} cases[] = {
+		{ -0.0, 1, "0.0" },       { -0.04, 1, "0.0" },     { -0.004, 2, "0.00" },
+		{ -0.0049, 2, "0.00" },   { -0.006, 2, "-0.01" },  { -0.05001, 1, "-0.1" },
+		{ 0.04, 1, "0.0" },       { -12.5, 1, "-12.5" },   { -1e30, 0, "-1000000000000000019884624838656" },
+	};
+	char text[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		double v = number_drop_negative_zero(cases[i].value, cases[i].precision);
+
+		snprintf(text, sizeof(text), "%.*f", cases[i].precision, v);
+		assert_string_equal(text, cases[i].expected);
+	}
+	assert_true(isnan(number_drop_negative_zero(NAN, 2)));
+	assert_true(isinf(number_drop_negative_zero(-INFINITY, 2)));
 }
 
 static void
@@ -278,6 +322,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(error_prefix_keeps_message),
+		cmocka_unit_test(error_append_adds_advice),
+		cmocka_unit_test(negative_zero_prints_unsigned),
 		cmocka_unit_test(error_message_drops_control_bytes),
 		cmocka_unit_test(atomic_write_replaces_file),
 		cmocka_unit_test(atomic_abort_keeps_old_file),

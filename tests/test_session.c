@@ -521,10 +521,12 @@ test_session_check_fingerprint(void **state)
 	const char *path = write_file(f, "fp.json", VALID_HEAD "\"quant\": \"w4\", \"sites\": []}");
 
 	assert_int_equal(session_load(path, &s, &err), 0);
-	assert_int_equal(session_check(s, f->ws.model, NULL, &err), -1);
+	assert_int_equal(session_check(s, f->ws.model, "m.gguf", NULL, NULL, &err), -1);
 	snprintf(fingerprint, sizeof(fingerprint), "%016" PRIx64, f->ws.model->fingerprint);
 	assert_non_null(strstr(err.message, "00000000000000ff"));
 	assert_non_null(strstr(err.message, fingerprint));
+	assert_non_null(strstr(err.message, "m.gguf"));
+	assert_null(strstr(err.message, "--force"));
 	session_free(s);
 }
 

@@ -75,8 +75,22 @@ tm kill-session -t explorer
 start "--calib '$cache' --heldout '$heldout' --ctx $ctx"
 wait_for 'blk.4.ffn_down'
 
-# p on the starting settings (no transform) equals eval --transform none.
+# p on the starting settings (no transform) equals eval --transform none. While it
+# runs, the status line separates its progress from the key hints with " | ".
 tm send-keys -t explorer p
+i=0
+while [ "$i" -lt 100 ]; do
+	line=$(screen | tail -n 1)
+	case "$line" in
+	*"perplexity: "*)
+		echo "$line" | grep -q 'perplexity: [a-z -]* [0-9]*%\( *$\| | \)' ||
+			fail "the perplexity progress runs into the next part of the status line: '$line'"
+		;;
+	esac
+	screen | head -n 1 | grep -q 'PPL [0-9.]* (FP' && break
+	i=$((i + 1))
+	sleep 0.05
+done
 shown=$(wait_perplexity)
 [ "$shown" = "$expected_none" ] || fail "perplexity without transform: explorer $shown, eval $expected_none"
 screen | head -n 1 | grep -q "(FP $expected_fp, " ||
@@ -124,9 +138,10 @@ screen | head -n 1 | grep -q 'stale' || fail "K did not mark the perplexity stal
 tm send-keys -t explorer p
 shown=$(wait_perplexity)
 [ "$shown" = "$expected_cat_kv" ] || fail "perplexity with a 4-bit KV cache: explorer $shown, eval $expected_cat_kv"
+# The prompt offers the last directory (its end, when longer than 40 characters) as
+# a default in brackets, and typing replaces it instead of appending to it.
 tm send-keys -t explorer E
-wait_for 'export to directory:'
-tm send-keys -t explorer C-u
+wait_for "export to directory \[[^]]*/export\]: _ "
 tm send-keys -t explorer -l "$scratch/export-kv"
 tm send-keys -t explorer Enter
 wait_for "exported to $scratch/export-kv: "

@@ -23,6 +23,11 @@ int error_set(struct error *err, const char *fmt, ...)
 void error_prefix(struct error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Adds text after the message already in err, such as advice that depends on the
+ * caller. The message is cut at ERROR_MESSAGE_MAX. */
+void error_append(struct error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Clears err, so that an empty message means no error was reported. */
 void error_clear(struct error *err);
 

@@ -114,10 +114,12 @@ void session_rebind(struct session *s, const char *model_path, const struct mode
  * version). */
 uint64_t session_provenance_hash(const struct calib_provenance *p);
 
-/* Checks that the model and cache are those the session was made on; the message
- * names what differs with both values. A session without cache accepts any cache. */
-int session_check(const struct session *s, const struct model *model,
-		  const struct calib_cache *cache, struct error *err);
+/* Checks that the model and cache (opened from model_path and cache_path) are those
+ * the session was saved with. The message names the file that differs and both
+ * values, but no remedy, because that depends on the command. A session without
+ * cache accepts any cache. */
+int session_check(const struct session *s, const struct model *model, const char *model_path,
+		  const struct calib_cache *cache, const char *cache_path, struct error *err);
 
 /* Sets the session's final quantizer and transforms on a (every site not listed gets
  * none). Fails, changing nothing, when a site in the final state, journal_start or the

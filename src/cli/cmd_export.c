@@ -17,6 +17,7 @@
 
 static const char export_usage[] =
 	"usage: catscope export MODEL --calib CACHE [--transform SPEC] [options] -o DIR\n"
+	"       catscope export MODEL --session FILE [--calib CACHE] [options] -o DIR\n"
 	"\n"
 	"Writes the quantized model that 'catscope eval MODEL --calib CACHE' simulates with the\n"
 	"same options as a checkpoint directory: packed integer weights W' = Q(W T^-1) in the\n"
@@ -24,7 +25,8 @@ static const char export_usage[] =
 	"apply online, config.json and the tokenizer. 'catscope eval DIR' and 'catscope\n"
 	"generate DIR' run it. man 5 catscope-export describes the layout.\n"
 	"\n"
-	"  --calib CACHE        calibration cache of the model (required)\n"
+	"  --calib CACHE        calibration cache of the model (required without --session;\n"
+	"                       with it, the default is the cache the session names)\n"
 	"  --transform SPEC     transform of every site (default none)\n"
 	"  --site NAME=SPEC     transform of one site, such as blk.0.ffn_down=cat:64;\n"
 	"                       repeatable, once per site\n"
@@ -44,7 +46,7 @@ static const char export_usage[] =
 	"                       simulates the export bit for bit\n"
 	"  --session FILE       take every site's transform and the quantizer from a session\n"
 	"                       saved in the explorer (F2); its model and cache fingerprints\n"
-	"                       must match MODEL and CACHE\n";
+	"                       must match MODEL and CACHE, and no option skips that check\n";
 
 static int
 export_parse_size(const char *text, uint64_t *out)
@@ -109,6 +111,22 @@ export_apply_site(struct analysis *a, const char *text, const char **given)
 	}
 	return cli_usage_error("export", "--site %s: unknown site kind '%s'; expected attn_in, "
 			       "attn_out, ffn_in or ffn_down", text, kind);
+}
+
+/* Appends to a session_check message what fixes the mismatch for export. No export
+ * option skips the check, because export's --force only replaces the output directory. */
+static void
+export_mismatch_advice(const struct session *session, const struct model *model,
+		       struct error *err)
+{
+	const char *recorded_cache = session_cache_path(session);
+
+	if (model->fingerprint != session_model_fingerprint(session))
+		error_append(err, "; export the model the session was saved with (%s). No export "
+			     "option skips this check", session_model_path(session));
+	else if (recorded_cache != NULL)
+		error_append(err, "; pass the cache the session was saved with (--calib %s, or no "
+			     "--calib). No export option skips this check", recorded_cache);
 }
 
 int
@@ -223,9 +241,10 @@ cli_export(int argc, char **argv)
 			return cli_option_error("export", opt_code, argc, argv);
 		}
 	}
-	if (argc - optind != 1 || output == NULL || opt.calib_path == NULL) {
+	if (argc - optind != 1 || output == NULL || (opt.calib_path == NULL && session_path == NULL)) {
 		free(site_specs);
-		return cli_usage_error("export", "expected one model, --calib CACHE and -o DIR");
+		return cli_usage_error("export", "expected one model, --calib CACHE (or --session FILE) "
+				       "and -o DIR");
 	}
 
 	/* The model and the cache load first, so a directory that could never be
@@ -244,6 +263,17 @@ cli_export(int argc, char **argv)
 		free(site_specs);
 		return cli_fail(&err);
 	}
+	/* As catscope --replay does, a session supplies its own cache, resolved from the
+	 * session file's directory. */
+	if (opt.calib_path == NULL) {
+		opt.calib_path = session_cache_path(session);
+		if (opt.calib_path == NULL) {
+			free(site_specs);
+			session_free(session);
+			return cli_usage_error("export", "%s records no calibration cache; pass --calib "
+					       "CACHE", session_path);
+		}
+	}
 	if (cli_check_not_export(argv[optind], &err) != 0 ||
 	    workspace_open(&ws, argv[optind], opt.calib_path, &err) != 0) {
 		free(site_specs);
@@ -254,9 +284,11 @@ cli_export(int argc, char **argv)
 	rc = 0;
 	if (session != NULL) {
 		opt.session_path = session_path;
-		if (session_check(session, ws.model, ws.cache, &err) != 0 ||
-		    session_apply(session, analysis, &err) != 0) {
-			error_prefix(&err, "%s", session_path);
+		/* The session's messages start with its file name already. */
+		if (session_check(session, ws.model, argv[optind], ws.cache, opt.calib_path, &err) != 0) {
+			export_mismatch_advice(session, ws.model, &err);
+			rc = cli_fail(&err);
+		} else if (session_apply(session, analysis, &err) != 0) {
 			rc = cli_fail(&err);
 		}
 		quant = analysis->quant;

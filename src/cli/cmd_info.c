@@ -9,14 +9,17 @@
 
 #include "catscope/calib_cache.h"
 #include "catscope/cli.h"
+#include "catscope/number_format.h"
 
 static const char info_usage[] =
 	"usage: catscope info CACHE [--model MODEL]\n"
 	"\n"
 	"Checks every record checksum of the calibration CACHE and prints where it came from\n"
 	"and one line per site: block, site, width d, tokens, E||x||^2, the concentration\n"
-	"C(x) = E||x||^2 / E[(2 max|x_i|)^2] in dB (symmetric grid), the largest channel\n"
-	"absmax with its channel index, and the sample rows kept.\n"
+	"C(x) = E||x||^2 / E[(2 max|x_i|)^2] in dB (symmetric grid) over all calibration\n"
+	"tokens, the largest channel absmax with its channel index, and the sample rows\n"
+	"kept. The 'C(x) all' column equals report's cx_raw_db. Report's cx_db and the\n"
+	"explorer's C(x) are computed on the stored sample after the transform instead.\n"
 	"\n"
 	"  --model MODEL  also check that CACHE was made for MODEL (same fingerprint)\n";
 
@@ -41,8 +44,8 @@ info_print_provenance(const char *path, const struct calib_provenance *p)
 static void
 info_print_sites(const struct calib_cache *cache)
 {
-	printf("\n%5s %-8s %6s %9s %12s %8s %10s %7s %6s %9s\n", "block", "site", "d", "tokens",
-	       "E|x|^2", "C(x) dB", "absmax", "channel", "sample", "nonfinite");
+	printf("\n%5s %-8s %6s %9s %12s %11s %10s %7s %6s %9s\n", "block", "site", "d", "tokens",
+	       "E|x|^2", "C(x) all dB", "absmax", "channel", "sample", "nonfinite");
 	for (int b = 0; b < calib_cache_n_blocks(cache); b++) {
 		for (int k = 0; k < SITE_KIND_COUNT; k++) {
 			const struct calib_site_summary *s = calib_cache_summary(cache, b, k);
@@ -50,8 +53,9 @@ info_print_sites(const struct calib_cache *cache)
 						       ? 10.0 * log10(s->mean_sq_norm / s->mean_sq_range_sym)
 						       : NAN;
 
-			printf("%5d %-8s %6d %9" PRIu64 " %12.5g %8.2f %10.5g %7d %6d %9" PRIu64 "\n", b,
-			       site_kind_name(k), s->dim, s->n_tokens, s->mean_sq_norm, concentration,
+			printf("%5d %-8s %6d %9" PRIu64 " %12.5g %11.2f %10.5g %7d %6d %9" PRIu64 "\n", b,
+			       site_kind_name(k), s->dim, s->n_tokens, s->mean_sq_norm,
+			       number_drop_negative_zero(concentration, 2),
 			       s->max_absmax, s->max_absmax_channel, s->n_sample, s->nonfinite);
 		}
 	}

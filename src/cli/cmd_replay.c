@@ -175,8 +175,10 @@ replay_prepare(struct replay_request *req, struct session *s, struct workspace *
 	if (cli_check_not_export(session_model_path(s), err) != 0 ||
 	    workspace_open(ws, session_model_path(s), session_cache_path(s), err) != 0)
 		return -1;
-	if (session_check(s, ws->model, ws->cache, err) != 0) {
+	if (session_check(s, ws->model, session_model_path(s), ws->cache, session_cache_path(s),
+			  err) != 0) {
 		if (!req->force) {
+			error_append(err, "; use --force to replay anyway");
 			workspace_close(ws);
 			return -1;
 		}

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "catscope/report.h"
+#include "catscope/number_format.h"
 
 int
 report_format_parse(const char *text, enum report_format *out, struct error *err)
@@ -91,6 +92,46 @@ report_summary(const struct analysis *a, double *mean_db, double *min_db, int *m
 	*mean_db = *n ? sum / *n : NAN;
 }
 
+/* Writes the summary label of a, which is its transform when every site has the same
+ * one and else "mixed". For mixed sites, counts gets each transform's count in the
+ * order of first use, such as "hadamard 1, none 14, cat 5", and is empty otherwise. */
+static void
+report_transform_label(const struct analysis *a, char *label, size_t label_size, char *counts,
+		       size_t counts_size)
+{
+	char first[48] = "", spec[48], other[48];
+	size_t used = 0;
+
+	snprintf(label, label_size, "-");
+	counts[0] = '\0';
+	if (a->n_sites == 0)
+		return;
+	transform_spec_format(&a->sites[0].spec, first, sizeof(first));
+	snprintf(label, label_size, "%s", first);
+	for (int i = 0; i < a->n_sites; i++) {
+		bool seen = false;
+		int n = 0;
+
+		transform_spec_format(&a->sites[i].spec, spec, sizeof(spec));
+		for (int j = 0; j < i && !seen; j++) {
+			transform_spec_format(&a->sites[j].spec, other, sizeof(other));
+			seen = strcmp(spec, other) == 0;
+		}
+		if (seen)
+			continue;
+		for (int j = i; j < a->n_sites; j++) {
+			transform_spec_format(&a->sites[j].spec, other, sizeof(other));
+			n += strcmp(spec, other) == 0;
+		}
+		if (n == a->n_sites)
+			return;
+		snprintf(label, label_size, "mixed");
+		if (used < counts_size)
+			used += (size_t)snprintf(counts + used, counts_size - used, "%s%s %d",
+						 used > 0 ? ", " : "", spec, n);
+	}
+}
+
 static void
 report_table(FILE *out, struct analysis *const *analyses, int n_analyses)
 {
@@ -115,26 +156,30 @@ report_table(FILE *out, struct analysis *const *analyses, int n_analyses)
 			}
 			fprintf(out, "%-16s %5d %-10s", label, s->result.dim, spec);
 			for (size_t j = 0; j < sizeof(shown) / sizeof(shown[0]); j++)
-				fprintf(out, " %11.2f", report_columns[shown[j]].value(&s->result));
+				fprintf(out, " %11.2f",
+					number_drop_negative_zero(report_columns[shown[j]].value(&s->result), 2));
 			fprintf(out, "  0x%x\n", s->result.flags);
 		}
 	}
 	for (int k = 0; k < n_analyses; k++) {
 		double mean, min;
 		int min_site, n;
-		char spec[48] = "mixed", label[48] = "-";
+		char spec[48], counts[512], label[48] = "-";
 
 		report_summary(analyses[k], &mean, &min, &min_site, &n);
-		if (analyses[k]->n_sites > 0)
-			transform_spec_format(&analyses[k]->sites[0].spec, spec, sizeof(spec));
+		report_transform_label(analyses[k], spec, sizeof(spec), counts, sizeof(counts));
 		if (min_site >= 0)
 			report_site_label(&analyses[k]->sites[min_site], label, sizeof(label));
 		if (n == 0)
 			fprintf(out, "summary %-10s no measured SQNR: the sites have no calibration sample "
-				"(pass --calib CACHE)\n", spec);
+				"(pass --calib CACHE)", spec);
 		else
-			fprintf(out, "summary %-10s sites %d  mean measured SQNR %.2f dB  worst %.2f dB at %s\n",
-				spec, n, mean, min, label);
+			fprintf(out, "summary %-10s sites %d  mean measured SQNR %.2f dB  worst %.2f dB at %s",
+				spec, n, number_drop_negative_zero(mean, 2), number_drop_negative_zero(min, 2),
+				label);
+		if (counts[0] != '\0')
+			fprintf(out, "  transforms %s", counts);
+		fputc('\n', out);
 	}
 }
 

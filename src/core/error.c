@@ -67,6 +67,21 @@ error_prefix(struct error *err, const char *fmt, ...)
 }
 
 void
+error_append(struct error *err, const char *fmt, ...)
+{
+	size_t used;
+	va_list ap;
+
+	if (err == NULL)
+		return;
+	used = strlen(err->message);
+	va_start(ap, fmt);
+	vsnprintf(err->message + used, sizeof(err->message) - used, fmt, ap);
+	va_end(ap);
+	error_sanitize(err->message);
+}
+
+void
 error_clear(struct error *err)
 {
 	if (err != NULL)

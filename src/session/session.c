@@ -292,14 +292,13 @@ session_provenance_hash(const struct calib_provenance *p)
 }
 
 int
-session_check(const struct session *s, const struct model *model,
-	      const struct calib_cache *cache, struct error *err)
+session_check(const struct session *s, const struct model *model, const char *model_path,
+	      const struct calib_cache *cache, const char *cache_path, struct error *err)
 {
 	if (model->fingerprint != s->model_fingerprint)
-		return error_set(err, "%s: the session was made on model fingerprint %016" PRIx64
-				 ", but %s has fingerprint %016" PRIx64 "; use --force to replay "
-				 "anyway", session_label(s), s->model_fingerprint, s->model_path,
-				 model->fingerprint);
+		return error_set(err, "%s: the session was saved with model fingerprint %016" PRIx64
+				 ", but %s has fingerprint %016" PRIx64, session_label(s),
+				 s->model_fingerprint, model_path, model->fingerprint);
 	if (!s->has_cache || cache == NULL)
 		return 0;
 
@@ -307,15 +306,14 @@ session_check(const struct session *s, const struct model *model,
 	uint64_t provenance = session_provenance_hash(p);
 
 	if (p->fingerprint != s->cache_model_fingerprint)
-		return error_set(err, "%s: the session's cache was made for model fingerprint %016"
-				 PRIx64 ", but %s was made for %016" PRIx64 "; use --force to "
-				 "replay anyway", session_label(s), s->cache_model_fingerprint,
-				 s->cache_path, p->fingerprint);
+		return error_set(err, "%s: the calibration cache %s was made for model fingerprint %016"
+				 PRIx64 ", but the session's cache was made for %016" PRIx64,
+				 session_label(s), cache_path, p->fingerprint, s->cache_model_fingerprint);
 	if (provenance != s->cache_provenance_hash)
-		return error_set(err, "%s: the session's cache has provenance hash %016" PRIx64
-				 ", but %s has %016" PRIx64 " (other texts, token count or seed); "
-				 "use --force to replay anyway", session_label(s),
-				 s->cache_provenance_hash, s->cache_path, provenance);
+		return error_set(err, "%s: the calibration cache %s has provenance hash %016" PRIx64
+				 ", but the session was saved with a cache of provenance hash %016" PRIx64
+				 " (other texts, token count or seed)", session_label(s), cache_path,
+				 provenance, s->cache_provenance_hash);
 	return 0;
 }
 

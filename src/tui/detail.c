@@ -10,6 +10,8 @@
 
 #include <curses.h>
 
+#include "catscope/number_format.h"
+
 #include "tui_impl.h"
 
 /* The dB that fill the factor bars' room: more than 10 log10(12 N^2) at 8 bits
@@ -23,7 +25,7 @@ db_text(double v, int width, char *buf, size_t size)
 	if (isnan(v))
 		snprintf(buf, size, "%*s", width, "-");
 	else
-		snprintf(buf, size, "%*.1f", width, v);
+		snprintf(buf, size, "%*.1f", width, number_drop_negative_zero(v, 1));
 	return buf;
 }
 
@@ -51,7 +53,8 @@ draw_factor(struct tui *t, int y, const char *label, double db, enum tui_color c
 	if (isnan(db))
 		snprintf(text, sizeof(text), " %-18s %8s dB ", label, "-");
 	else
-		snprintf(text, sizeof(text), " %-18s %+8.1f dB ", label, db);
+		snprintf(text, sizeof(text), " %-18s %+8.1f dB ", label,
+			 number_drop_negative_zero(db, 1));
 	mvaddnstr(y, 0, text, t->cols);
 	if (isnan(db))
 		return;

@@ -270,7 +270,7 @@ tui_jobs_activity(struct tui *t, char *buf, size_t size)
 	buf[0] = '\0';
 	pthread_mutex_lock(&p->lock);
 	if (p->busy)
-		snprintf(buf, size, "%c perplexity: %s %.0f%% ", spinner[t->frame % 4], p->phase,
+		snprintf(buf, size, "%c perplexity: %s %.0f%%", spinner[t->frame % 4], p->phase,
 			 100.0 * p->fraction);
 	pthread_mutex_unlock(&p->lock);
 
@@ -279,8 +279,8 @@ tui_jobs_activity(struct tui *t, char *buf, size_t size)
 	pthread_mutex_unlock(&t->export.lock);
 	used = strlen(buf);
 	if (exporting && used < size)
-		snprintf(buf + used, size - used, "%c exporting %s (%.0f s) ", spinner[t->frame % 4],
-			 t->export.dir, progress_now() - t->export.start);
+		snprintf(buf + used, size - used, "%s%c exporting %s (%.0f s)", used > 0 ? " | " : "",
+			 spinner[t->frame % 4], t->export.dir, progress_now() - t->export.start);
 }
 
 void
@@ -299,7 +299,8 @@ tui_export_prompt(struct tui *t)
 		tui_status_set(t, true, "export needs calibration statistics: start with --calib CACHE");
 		return;
 	}
-	snprintf(t->prompt_input, sizeof(t->prompt_input), "%s", t->export.dir);
+	snprintf(t->prompt_default, sizeof(t->prompt_default), "%s", t->export.dir);
+	t->prompt_input[0] = '\0';
 	t->prompt = TUI_PROMPT_EXPORT_DIR;
 }
 

@@ -4,5 +4,5 @@ libcatscope_a_SOURCES += src/tui/tui.c src/tui/screen.c src/tui/status.c src/tui
 	src/tui/keys.c src/tui/save.c src/tui/jobs.c
 noinst_HEADERS += include/catscope/tui.h src/tui/tui_impl.h
 
-CS_SCRIPT_TESTS += tests/tui_explorer.sh tests/tui_export.sh tests/tui_filter_utf8.sh
-EXTRA_DIST += tests/tui_explorer.sh tests/tui_export.sh tests/tui_filter_utf8.sh
+CS_SCRIPT_TESTS += tests/tui_explorer.sh tests/tui_export.sh tests/tui_filter_utf8.sh tests/tui_status.sh
+EXTRA_DIST += tests/tui_explorer.sh tests/tui_export.sh tests/tui_filter_utf8.sh tests/tui_status.sh

@@ -8,6 +8,8 @@
 
 #include <curses.h>
 
+#include "catscope/number_format.h"
+
 #include "tui_impl.h"
 
 void
@@ -62,9 +64,9 @@ tui_overview_draw(struct tui *t)
 		char line[128], now_text[16] = "      -", ref_text[16] = "      -";
 
 		if (!isnan(now))
-			snprintf(now_text, sizeof(now_text), "%7.1f", now);
+			snprintf(now_text, sizeof(now_text), "%7.1f", number_drop_negative_zero(now, 1));
 		if (!isnan(ref))
-			snprintf(ref_text, sizeof(ref_text), "%7.1f", ref);
+			snprintf(ref_text, sizeof(ref_text), "%7.1f", number_drop_negative_zero(ref, 1));
 		snprintf(line, sizeof(line), " %-14s %s  %s  %-7.7s ", r->name, now_text, ref_text,
 			 r->spec);
 		attrset(selected ? tui_attr(t, TUI_COLOR_SELECTED) : (int)A_NORMAL);

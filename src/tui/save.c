@@ -1,6 +1,6 @@
-/* Saving the session from the explorer: the file name prompt (F2), the question on
- * quitting with unsaved changes, and restoring the saved position on start. The
- * export's prompts (E) share the line editing here. */
+/* Saving the session from the explorer: the file name prompt (F2), the questions on
+ * replacing a file and on quitting with unsaved changes, and restoring the saved
+ * position on start. The export's prompts (E) share the line editing here. */
 #include "config.h"
 
 #include <errno.h>
@@ -78,23 +78,49 @@ save_path(const char *input, char *path, size_t size, struct error *err)
 }
 
 static void
-save_now(struct tui *t)
+save_now(struct tui *t, const char *path)
 {
 	struct session_ui ui;
 	struct error err;
-	char path[sizeof(t->prompt_input) + 16];
+	int length;
 
 	ui_capture(t, &ui);
-	if (save_path(t->prompt_input, path, sizeof(path), &err) != 0 ||
-	    session_save(t->opt->session, path, t->a, &ui, &err) != 0) {
+	if (session_save(t->opt->session, path, t->a, &ui, &err) != 0) {
 		tui_status_set(t, true, "saving failed: %s", err.message);
 		t->quit_after_save = false;
 		return;
 	}
-	tui_status_set(t, false, "session saved to %s (%d actions in the journal)", path,
-		       session_journal_length(t->opt->session));
+	length = session_journal_length(t->opt->session);
+	tui_status_set(t, false, "session saved to %s (%d action%s in the journal)", path, length,
+		       length == 1 ? "" : "s");
 	if (t->quit_after_save)
 		t->quit = true;
+}
+
+/* Saves under the name in prompt_input, after asking when that would replace a file
+ * other than the session's own. */
+static void
+save_confirm(struct tui *t)
+{
+	const char *own = session_file(t->opt->session);
+	struct error err;
+	struct stat st, own_st;
+
+	t->prompt = TUI_PROMPT_NONE;
+	if (save_path(t->prompt_input, t->save_path, sizeof(t->save_path), &err) != 0) {
+		tui_status_set(t, true, "saving failed: %s", err.message);
+		t->quit_after_save = false;
+		return;
+	}
+	/* The session's own file is compared by inode, so "./sessions/x.json" and
+	 * "sessions/x.json" count as the same file. */
+	if (stat(t->save_path, &st) == 0 &&
+	    (own == NULL || stat(own, &own_st) != 0 || st.st_dev != own_st.st_dev ||
+	     st.st_ino != own_st.st_ino)) {
+		t->prompt = TUI_PROMPT_SAVE_REPLACE;
+		return;
+	}
+	save_now(t, t->save_path);
 }
 
 void
@@ -106,7 +132,8 @@ tui_prompt_save(struct tui *t, bool quit_after)
 	if (file != NULL && strncmp(file, prefix, strlen(prefix)) == 0 &&
 	    strchr(file + strlen(prefix), '/') == NULL)
 		file += strlen(prefix);
-	snprintf(t->prompt_input, sizeof(t->prompt_input), "%s", file != NULL ? file : "");
+	snprintf(t->prompt_default, sizeof(t->prompt_default), "%s", file != NULL ? file : "");
+	t->prompt_input[0] = '\0';
 	t->prompt = TUI_PROMPT_SAVE_NAME;
 	t->quit_after_save = quit_after;
 }
@@ -138,6 +165,17 @@ tui_prompt_key(struct tui *t, int key)
 		}
 		return;
 	}
+	if (t->prompt == TUI_PROMPT_SAVE_REPLACE) {
+		if (key == 'y' || key == 'Y') {
+			t->prompt = TUI_PROMPT_NONE;
+			save_now(t, t->save_path);
+		} else if (key == 'n' || key == 'N' || key == 27) {
+			t->prompt = TUI_PROMPT_NONE;
+			t->quit_after_save = false;
+			tui_status_set(t, false, "not saved: %s exists", t->save_path);
+		}
+		return;
+	}
 	if (t->prompt == TUI_PROMPT_EXPORT_REPLACE) {
 		if (key == 'y' || key == 'Y') {
 			t->prompt = TUI_PROMPT_NONE;
@@ -161,14 +199,15 @@ tui_prompt_key(struct tui *t, int key)
 	case '\n':
 	case '\r':
 	case KEY_ENTER:
+		/* Enter on an empty line takes the default shown in brackets. */
 		if (n == 0)
+			snprintf(t->prompt_input, sizeof(t->prompt_input), "%s", t->prompt_default);
+		if (t->prompt_input[0] == '\0')
 			break;
-		if (t->prompt == TUI_PROMPT_EXPORT_DIR) {
+		if (t->prompt == TUI_PROMPT_EXPORT_DIR)
 			tui_export_confirm(t);
-			break;
-		}
-		t->prompt = TUI_PROMPT_NONE;
-		save_now(t);
+		else
+			save_confirm(t);
 		break;
 	case KEY_BACKSPACE:
 	case 127:
@@ -188,21 +227,44 @@ tui_prompt_key(struct tui *t, int key)
 	}
 }
 
+/* Writes " [DEFAULT]" for the prompt's default, or nothing without one. A long
+ * default keeps only its end, which names the file, so that the typed name still
+ * fits on an 80-column status line. */
+static void
+prompt_default_text(const struct tui *t, char *buf, size_t size)
+{
+	enum { DEFAULT_MAX = 40 };
+	size_t length = strlen(t->prompt_default);
+
+	if (length == 0)
+		buf[0] = '\0';
+	else if (length <= DEFAULT_MAX)
+		snprintf(buf, size, " [%s]", t->prompt_default);
+	else
+		snprintf(buf, size, " [...%s]", t->prompt_default + length - (DEFAULT_MAX - 3));
+}
+
 bool
 tui_prompt_text(const struct tui *t, char *buf, size_t size)
 {
+	char shown[64];
+
+	prompt_default_text(t, shown, sizeof(shown));
 	switch (t->prompt) {
 	case TUI_PROMPT_NONE:
 		return false;
 	case TUI_PROMPT_SAVE_NAME:
-		snprintf(buf, size, "save as (a name goes in %s/): %s_  (Enter saves, Esc cancels)",
-			 SAVE_DIRECTORY, t->prompt_input);
+		snprintf(buf, size, "save session as%s: %s_  (Enter saves in %s/, Esc cancels)", shown,
+			 t->prompt_input, SAVE_DIRECTORY);
+		return true;
+	case TUI_PROMPT_SAVE_REPLACE:
+		snprintf(buf, size, "%s exists; replace it? y/n", t->save_path);
 		return true;
 	case TUI_PROMPT_QUIT:
 		snprintf(buf, size, "save changes? y/n/Esc");
 		return true;
 	case TUI_PROMPT_EXPORT_DIR:
-		snprintf(buf, size, "export to directory: %s_  (Enter exports, Esc cancels)",
+		snprintf(buf, size, "export to directory%s: %s_  (Enter exports, Esc cancels)", shown,
 			 t->prompt_input);
 		return true;
 	case TUI_PROMPT_EXPORT_REPLACE:

@@ -9,6 +9,8 @@
 
 #include <curses.h>
 
+#include "catscope/number_format.h"
+
 #include "tui_impl.h"
 
 struct column {
@@ -31,7 +33,7 @@ static const struct column columns[COL_COUNT] = {
 	[COL_ACT_ONLY] = { "X-only", 8 },
 	[COL_GAP] = { "gap", 7 },
 	[COL_BEST] = { "A*", 7 },
-	[COL_TOKENS] = { "tokens", 7 },
+	[COL_TOKENS] = { "tokens", 8 },
 };
 
 /* Columns after the site name that must fit in 80 cells: d through gain, and the
@@ -325,9 +327,9 @@ format_cell(const struct tui_row *r, enum tui_column c, int width, int skip, cha
 	else if (c == COL_TOKENS)
 		snprintf(buf, size, "%*.0f", width, v);
 	else if (c == COL_DELTA)
-		snprintf(buf, size, "%+*.1f", width, v);
+		snprintf(buf, size, "%+*.1f", width, number_drop_negative_zero(v, 1));
 	else
-		snprintf(buf, size, "%*.1f", width, v);
+		snprintf(buf, size, "%*.1f", width, number_drop_negative_zero(v, 1));
 }
 
 static void
@@ -345,11 +347,18 @@ draw_header(struct tui *t, const enum tui_column *shown, int n)
 
 		if (t->sort_column == c)
 			arrow = t->sort_reverse ? "v" : "^";
-		if (c == COL_SITE || c == COL_TRANSFORM)
+		if (c == COL_SITE || c == COL_TRANSFORM) {
 			snprintf(buf, sizeof(buf), "%s%s%s", c == COL_TRANSFORM ? " " : "", columns[c].title,
 				 arrow);
-		else
-			snprintf(buf, sizeof(buf), "%*s%s", w - (int)strlen(arrow), columns[c].title, arrow);
+		} else {
+			/* A title right-aligned in its column keeps one space before it, so that
+			 * the arrow cannot join it to the previous title ("Aheadrm^"). Without
+			 * room the title loses its last letters. */
+			int room = w - 1 - (int)strlen(arrow);
+
+			snprintf(buf, sizeof(buf), "%*.*s%s", w - (int)strlen(arrow), room, columns[c].title,
+				 arrow);
+		}
 		if (t->sort_column == c)
 			attron(A_BOLD);
 		mvaddnstr(1, x, buf, t->cols - x);

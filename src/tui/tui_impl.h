@@ -23,6 +23,7 @@ enum tui_view { TUI_VIEW_TABLE, TUI_VIEW_DETAIL, TUI_VIEW_OVERVIEW, TUI_VIEW_HEL
 enum tui_prompt {
 	TUI_PROMPT_NONE,
 	TUI_PROMPT_SAVE_NAME,    /* the session file name, after F2 */
+	TUI_PROMPT_SAVE_REPLACE, /* "replace the existing session file? y/n" */
 	TUI_PROMPT_QUIT,         /* "save changes? y/n/Esc" before quitting */
 	TUI_PROMPT_EXPORT_DIR,   /* the export's destination directory, after E */
 	TUI_PROMPT_EXPORT_REPLACE, /* "replace the existing directory? y/n" */
@@ -194,6 +195,8 @@ struct tui {
 
 	enum tui_prompt prompt;
 	char prompt_input[200];  /* the file name typed so far */
+	char prompt_default[200]; /* the name Enter takes when nothing is typed, or empty */
+	char save_path[216];     /* the session file that the replace question is about */
 	bool quit_after_save;    /* the save prompt came from quitting */
 
 	pthread_mutex_t status_lock; /* the log sink can run on the worker thread */
@@ -238,11 +241,12 @@ void tui_perplexity_request(struct tui *t);
 /* Writes the perplexity for the title, such as "PPL 12.2912 (FP 9.3700, +31.2%)",
  * or an empty string before the first result. */
 void tui_perplexity_label(struct tui *t, char *buf, size_t size);
-/* Writes what the running jobs do, for the left of the status line. */
+/* Writes what the running jobs do, for the left of the status line, separated by " | ". */
 void tui_jobs_activity(struct tui *t, char *buf, size_t size);
 /* Opens the destination prompt of the E key. */
 void tui_export_prompt(struct tui *t);
-/* Handles Enter in the destination prompt: prompts before replacing an existing path. */
+/* Handles Enter in the destination prompt, with the directory in prompt_input: prompts
+ * before replacing an existing path. */
 void tui_export_confirm(struct tui *t);
 /* Starts the export into prompt_input; force replaces an existing destination. */
 void tui_export_start(struct tui *t, bool force);
