@@ -141,7 +141,14 @@ wait_for 'sessions/round.json exists; replace it? y/n'
 keys Escape
 wait_for 'not saved: sessions/round.json exists'
 cmp -s "$session" "$scratch/round.saved" || fail "Esc still replaced sessions/round.json"
+# A file that is not a session is never replaced, even after y.
 echo 'not a session' >"$session"
+keys F2 r o u n d Enter
+wait_for 'sessions/round.json exists; replace it? y/n'
+keys y
+wait_for 'is not a catscope session'
+grep -q 'not a session' "$session" || fail "y replaced a file that is not a session"
+cp "$scratch/round.saved" "$session"
 keys F2 r o u n d Enter
 wait_for 'sessions/round.json exists; replace it? y/n'
 keys y
