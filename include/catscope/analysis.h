@@ -48,8 +48,8 @@ struct analysis_site {
 	struct engine_invariants invariants; /* what no setting changes, kept across evaluations */
 	/* The last transforms built for the site, so that a change of quantizer or a
 	 * return to an earlier transform skips the build (the CAT eigendecompositions). */
-	struct transform kept[ANALYSIS_TRANSFORMS_KEPT];
-	unsigned long kept_used[ANALYSIS_TRANSFORMS_KEPT]; /* 0: slot empty */
+	struct transform transforms[ANALYSIS_TRANSFORMS_KEPT];
+	unsigned long transform_used[ANALYSIS_TRANSFORMS_KEPT]; /* 0: slot empty */
 	bool prebuilt;                 /* the idle worker tried to build its default CAT */
 	unsigned long last_used;       /* analysis tick of the last evaluation, for evicting
 					* kept outputs and transforms */

@@ -57,8 +57,8 @@
 /* The parts of a site's diagnostics that no transform or quantizer changes: each
  * layer's signal tr(W Sx W^T), its outputs Y = X W^T on the sample, and the best
  * alignments. The signal and the best alignments cost about one m x d x d product and
- * Y one GEMM, together several times the rest of an evaluation, so a caller that
- * evaluates one site again and again (the explorer) keeps them here. Valid only for the
+ * Y one GEMM. Together that is several times the rest of an evaluation, so a caller
+ * that evaluates one site again and again (the explorer) keeps them here. Valid only for the
  * statistics and weights they were computed from. The outputs are heap memory: release
  * them with engine_invariants_release; copying the struct copies only the pointers. */
 struct engine_invariants {

@@ -81,7 +81,7 @@ analysis_free(struct analysis *a)
 	for (int i = 0; i < a->n_sites; i++) {
 		engine_invariants_release(&a->sites[i].invariants);
 		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
-			transform_free(&a->sites[i].kept[j]);
+			transform_free(&a->sites[i].transforms[j]);
 	}
 	for (int i = 0; i < a->n_isotropic; i++) {
 		free(a->isotropic[i].second_moment);
@@ -149,8 +149,8 @@ analysis_site_cache_bytes(const struct analysis_site *s)
 	size_t bytes = engine_invariants_bytes(&s->invariants);
 
 	for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
-		if (s->kept_used[j] != 0)
-			bytes += transform_heap_bytes(&s->kept[j]);
+		if (s->transform_used[j] != 0)
+			bytes += transform_heap_bytes(&s->transforms[j]);
 	return bytes;
 }
 
@@ -179,8 +179,8 @@ analysis_trim_caches(struct analysis *a, int keep)
 		total -= analysis_site_cache_bytes(oldest);
 		engine_invariants_release(&oldest->invariants);
 		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++) {
-			transform_free(&oldest->kept[j]);
-			oldest->kept_used[j] = 0;
+			transform_free(&oldest->transforms[j]);
+			oldest->transform_used[j] = 0;
 		}
 	}
 }
@@ -194,10 +194,10 @@ analysis_take_transform(struct analysis *a, struct analysis_site *site,
 {
 	pthread_mutex_lock(&a->lock);
 	for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++) {
-		if (site->kept_used[j] != 0 && transform_spec_equal(&site->kept[j].spec, spec)) {
-			*t = site->kept[j];
-			memset(&site->kept[j], 0, sizeof(site->kept[j]));
-			site->kept_used[j] = 0;
+		if (site->transform_used[j] != 0 && transform_spec_equal(&site->transforms[j].spec, spec)) {
+			*t = site->transforms[j];
+			memset(&site->transforms[j], 0, sizeof(site->transforms[j]));
+			site->transform_used[j] = 0;
 			pthread_mutex_unlock(&a->lock);
 			return 0;
 		}
@@ -214,16 +214,16 @@ analysis_keep_transform(struct analysis *a, struct analysis_site *site, struct t
 	int slot = 0;
 
 	for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++) {
-		if (site->kept_used[j] != 0 && transform_spec_equal(&site->kept[j].spec, &t->spec)) {
+		if (site->transform_used[j] != 0 && transform_spec_equal(&site->transforms[j].spec, &t->spec)) {
 			slot = j;
 			break;
 		}
-		if (site->kept_used[j] < site->kept_used[slot])
+		if (site->transform_used[j] < site->transform_used[slot])
 			slot = j;
 	}
-	transform_free(&site->kept[slot]);
-	site->kept[slot] = *t;
-	site->kept_used[slot] = a->tick;
+	transform_free(&site->transforms[slot]);
+	site->transforms[slot] = *t;
+	site->transform_used[slot] = a->tick;
 }
 
 /* Evaluates with the given settings; the caller holds no lock. */
@@ -414,7 +414,7 @@ analysis_prebuild_next(struct analysis *a)
 		if (s->state != ANALYSIS_DONE || s->prebuilt)
 			continue;
 		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
-			kept = kept || (s->kept_used[j] != 0 && transform_spec_equal(&s->kept[j].spec, &spec));
+			kept = kept || (s->transform_used[j] != 0 && transform_spec_equal(&s->transforms[j].spec, &spec));
 		s->prebuilt = true;
 		if (!kept)
 			index = i;
