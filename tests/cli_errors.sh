@@ -133,7 +133,7 @@ expect_usage "--site blk.1.ffn_down given twice ('cat:64' and 'hadamard')" \
 	-o "$scratch/sites" >/dev/null 2>"$scratch/err" || fail "export with two different --site failed: $(cat "$scratch/err")"
 
 # --- calibrate -o replaces only an earlier cache (or an empty file), never a text, a
-# model or a file that a link points to, and it says so before any work.
+# model or a file that a link points to, and it reports the problem before any work.
 cp "$scratch/short.txt" "$scratch/notes.txt"
 cp "$MODEL" "$scratch/model.gguf"
 ln -s notes.txt "$scratch/notes-link.cache"

@@ -105,8 +105,8 @@ expect_rejected unknown-model-key "$cat_section{s/^    \"model\": {$/&\\
 expect_rejected unknown-weights-key "$cat_section{s/\"bits\": 4,$/&\\
       \"layers\": \"all\",/}" "unknown key 'catscope.weights.layers'"
 
-# The vocabulary of a GGUF source: a special token id outside it is damage, not a
-# missing token; without BOS an empty prompt has nothing to start from.
+# The vocabulary of a GGUF source. A special token id outside it is damage, not a
+# missing token, and without BOS an empty prompt has nothing to start from.
 vocab_edit() {
 	name=$1 script=$2
 	tampered="$scratch/vocab-$name"

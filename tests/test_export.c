@@ -738,9 +738,9 @@ test_export_rejects_damaged(void **state)
 	assert_non_null(strstr(err.message, "model.layers.3.catscope.ffn_down"));
 	model_free(m);
 
-	/* Blocks of 2^32 + 5 columns, of which there are none, beside a full-width tail:
-	 * the block size would read as 5 once narrowed to int, so the runtime would apply
-	 * 5 x 5 blocks of the 64 x 64 matrix. */
+	/* No blocks of 2^32 + 5 columns, beside a full-width tail. Narrowed to int, the
+	 * block size would read as 5, and the runtime would apply 5 x 5 blocks of the
+	 * 64 x 64 matrix. */
 	rewrite_blocks_as_tail(good, bad, "model.layers.0.catscope.attn_in", ((uint64_t)1 << 32) + 5);
 	m = model_load(bad, &err);
 	assert_non_null(m);

@@ -732,7 +732,7 @@ measured_sqnr_matches_loops(void **state)
 	check_measured_sqnr("random:7", QUANT_ASYMMETRIC);
 }
 
-/* Skipping the parts leaves the total unchanged and says so in the flags. */
+/* Skipping the parts leaves the total unchanged and sets METRICS_FLAG_PARTS_SKIPPED. */
 static void
 skipped_parts_keep_total(void **state)
 {

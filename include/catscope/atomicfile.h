@@ -23,9 +23,10 @@ struct atomic_file {
  * SIGXFSZ so that a write past the file size limit fails instead. Idempotent. */
 void atomic_install_signal_cleanup(void);
 
-/* Checks, without writing anything, that a new entry can be created next to path:
- * the name is not empty, does not end in '/' and is short enough for the temporary
- * names derived from it, and its directory exists and accepts new files. Lets a long job reject a bad output name before it starts. */
+/* Checks, without writing anything, that a new entry can be created at path. The name
+ * must be non-empty, must not end in '/' and must leave room for the temporary names
+ * derived from it, and its directory must exist and accept new files. A long job calls
+ * this to reject a bad output name before it starts. */
 int atomic_check_directory(const char *path, struct error *err);
 /* Checks, without writing anything, that atomic_file_open and commit can replace
  * path: atomic_check_directory holds, and path does not exist or is a regular file

@@ -159,7 +159,7 @@ atomic_destination(const char *path, struct error *err)
 	return NULL;
 }
 
-/* The longest addition to an output's name among the temporary names written next to
+/* The maximum length added to an output's name by the temporary names written next to
  * it: ".NAME.tmp.XXXXXX" for a file, "NAME.tmp-XXXXXX" and "NAME.old-XXXXXX" for an
  * export directory. */
 #define ATOMIC_TEMP_NAME_EXTRA 12

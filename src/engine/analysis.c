@@ -409,14 +409,14 @@ analysis_prebuild_next(struct analysis *a)
 		total += analysis_site_cache_bytes(&a->sites[i]);
 	for (int i = 0; i < a->n_sites && index < 0; i++) {
 		struct analysis_site *s = &a->sites[i];
-		bool kept = false;
+		bool present = false;
 
 		if (s->state != ANALYSIS_DONE || s->prebuilt)
 			continue;
 		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
-			kept = kept || (s->transform_used[j] != 0 && transform_spec_equal(&s->transforms[j].spec, &spec));
+			present = present || (s->transform_used[j] != 0 && transform_spec_equal(&s->transforms[j].spec, &spec));
 		s->prebuilt = true;
-		if (!kept)
+		if (!present)
 			index = i;
 	}
 	if (index < 0)

@@ -294,9 +294,9 @@ export_note_file(char ***files, int *n_files, const char *name)
 	(*files)[(*n_files)++] = alloc_strdup(name);
 }
 
-/* Returns a special token id of the GGUF file as JSON: null when the key is missing or
- * the id is not below n_tokens, because the GGUF loader then runs without that token
- * and the export loader rejects an id outside the vocabulary. */
+/* Returns a special token id of the GGUF file as JSON, or null when the key is missing
+ * or the id is not below n_tokens. The GGUF loader runs without such a token, and the
+ * export loader rejects an id outside the vocabulary. */
 static json_t *
 export_gguf_token_id(const struct gguf_file *f, const char *key, uint64_t n_tokens)
 {

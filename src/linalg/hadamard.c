@@ -72,8 +72,8 @@ dct_matrix(int q)
 }
 
 /* Butterflies on contiguous q-vectors: x viewed as p x q, Hadamard along p. For one
- * (i, h) the pairs (j, j + h), j in [i, i + h), cover the contiguous ranges
- * [i q, (i + h) q) and the same shifted by h q, so the loop runs over plain
+ * (i, h) the pairs (j, j + h), j in [i, i + h), cover the contiguous range
+ * [i q, (i + h) q) and that range shifted by h q. The loop therefore runs over plain
  * contiguous floats and vectorizes for any q. */
 static void
 fwht_strided(float *x, int p, int q)
