@@ -1,4 +1,5 @@
-/* Tests of the core part: error formatting and atomic file replacement. */
+/* Tests of the core part: error formatting, atomic file replacement and parallel
+ * loops. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -9,6 +10,9 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,7 +24,99 @@
 #include "catscope/atomicfile.h"
 #include "catscope/error.h"
 #include "catscope/number_format.h"
+#include "catscope/parallel.h"
 #include "catscope/testutil.h"
+
+/* What each part of a parallel_for saw, and which threads ran parts. */
+struct part_log {
+	int64_t n;
+	int64_t begin[PARALLEL_PARTS + 8], end[PARALLEL_PARTS + 8];
+	int calls[PARALLEL_PARTS + 8];
+	unsigned char *visits;
+	pthread_t thread[PARALLEL_PARTS + 8];
+};
+
+static void
+log_part(void *ctx, int part, int64_t begin, int64_t end)
+{
+	struct part_log *log = ctx;
+
+	log->begin[part] = begin;
+	log->end[part] = end;
+	log->calls[part]++;
+	log->thread[part] = pthread_self();
+	for (int64_t i = begin; i < end; i++)
+		log->visits[i]++;
+}
+
+static void
+run_logged(struct part_log *log, int64_t n, int parts, int threads)
+{
+	memset(log, 0, sizeof(*log));
+	log->n = n;
+	log->visits = calloc(n > 0 ? n : 1, 1);
+	assert_non_null(log->visits);
+	parallel_set_threads(threads);
+	parallel_for(n, parts, log_part, log);
+	parallel_set_threads(0);
+}
+
+static void
+parallel_for_splits_by_size(void **state)
+{
+	static const int64_t lengths[] = { 1, 5, 16, 17, 1000, 4099 };
+	static const int thread_counts[] = { 1, 2, 3, 7 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+		int64_t n = lengths[i];
+		struct part_log one;
+		int parts = n < PARALLEL_PARTS ? (int)n : PARALLEL_PARTS;
+
+		run_logged(&one, n, PARALLEL_PARTS, 1);
+		for (size_t t = 0; t < sizeof(thread_counts) / sizeof(thread_counts[0]); t++) {
+			struct part_log many;
+			int64_t covered = 0;
+
+			run_logged(&many, n, PARALLEL_PARTS, thread_counts[t]);
+			for (int64_t k = 0; k < n; k++)
+				assert_int_equal(many.visits[k], 1);
+			for (int p = 0; p < parts; p++) {
+				assert_int_equal(many.calls[p], 1);
+				assert_int_equal(many.begin[p], one.begin[p]);
+				assert_int_equal(many.end[p], one.end[p]);
+				assert_int_equal(many.begin[p], covered);
+				covered = many.end[p];
+			}
+			assert_int_equal(covered, n);
+			/* Never more parts than indices. */
+			assert_int_equal(many.calls[parts], 0);
+			free(many.visits);
+		}
+		free(one.visits);
+	}
+}
+
+static void
+parallel_for_uses_threads(void **state)
+{
+	struct part_log log;
+	bool other = false;
+
+	(void)state;
+	run_logged(&log, 64, 4, 4);
+	for (int p = 0; p < 4; p++)
+		other = other || !pthread_equal(log.thread[p], pthread_self());
+	assert_true(other);
+	free(log.visits);
+	run_logged(&log, 64, 4, 1);
+	for (int p = 0; p < 4; p++)
+		assert_true(pthread_equal(log.thread[p], pthread_self()));
+	free(log.visits);
+	run_logged(&log, 0, 4, 4);
+	assert_int_equal(log.calls[0], 0);
+	free(log.visits);
+}
 
 static int
 count_entries(const char *dir)
@@ -333,6 +429,8 @@ main(void)
 		cmocka_unit_test(atomic_write_special_destinations),
 		cmocka_unit_test(atomic_check_rejects_bad_destinations),
 		cmocka_unit_test(atomic_check_read_only_directory),
+		cmocka_unit_test(parallel_for_splits_by_size),
+		cmocka_unit_test(parallel_for_uses_threads),
 	};
 
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include "catscope/alloc.h"
 #include "catscope/linalg.h"
 #include "catscope/metrics.h"
+#include "catscope/parallel.h"
 #include "catscope/quant.h"
 #include "catscope/transform.h"
 #include "site_fixture.h"
@@ -601,6 +602,58 @@ invariants_reuse_matches_fresh(void **state)
 	fixture_free(&f);
 }
 
+/* Passes split into parts by size alone, and scratch buffers carry nothing from one
+ * evaluation to the next: one thread without scratch, three threads with a scratch
+ * that a wider site grew first, and the same again must all give the same bits. */
+static void
+threads_and_scratch_keep_results(void **state)
+{
+	static const char *const specs[] = { "none", "hadamard", "cat:64", "smooth", "cat1" };
+	static const int rows[] = { 300, 200 };
+	struct fixture f, wide;
+	struct quant_config qc;
+	struct engine_options alone, shared;
+	struct engine_scratch scratch = { 0 };
+	struct site_result warm;
+
+	(void)state;
+	fixture_init(&f, 256, 400, 2, rows, 20.0f, 11);
+	fixture_init(&wide, 320, 400, 2, rows, 20.0f, 12);
+	quant_config_default(&qc);
+	qc.weight.group_size = 64;
+	engine_options_default(&alone);
+	engine_options_default(&shared);
+	shared.scratch = &scratch;
+	evaluate(&wide, "hadamard", &qc, &shared, &warm);
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct site_result a, runs[2];
+
+		parallel_set_threads(1);
+		evaluate(&f, specs[i], &qc, &alone, &a);
+		parallel_set_threads(3);
+		evaluate(&f, specs[i], &qc, &shared, &runs[0]);
+		evaluate(&f, specs[i], &qc, &shared, &runs[1]);
+		for (int run = 0; run < 2; run++) {
+			const struct site_result *r = &runs[run];
+
+			assert_true(r->c_x == a.c_x);
+			assert_true(r->c_w == a.c_w);
+			assert_true(r->alignment == a.alignment);
+			assert_true(r->predicted.total_db == a.predicted.total_db);
+			assert_true(r->measured.total_db == a.measured.total_db);
+			assert_true(r->measured.weight_db == a.measured.weight_db);
+			assert_true(r->measured.act_db == a.measured.act_db);
+			assert_true(isfinite(r->measured.total_db));
+		}
+	}
+	parallel_set_threads(0);
+	assert_true(engine_scratch_bytes(&scratch) > 0);
+	engine_scratch_release(&scratch);
+	assert_int_equal(engine_scratch_bytes(&scratch), 0);
+	fixture_free(&f);
+	fixture_free(&wide);
+}
+
 /* Round-to-nearest of v (n values) in place on the documented grids, with the step
  * and the division in float as a float implementation would do them. Symmetric: codes
  * -2^(b-1) .. 2^(b-1) - 1 times Delta = 2 max|v| / (2^b - 1). Asymmetric: codes
@@ -763,11 +816,56 @@ skipped_parts_keep_total(void **state)
 			assert_true(a.layer[l].measured.total_db == b.layer[l].measured.total_db);
 	}
 	assert_int_equal(invariants.output_tokens, 300);
+	/* The outputs of both layers and one diagonal of T Sx T^T per transform. */
 	assert_true(engine_invariants_bytes(&invariants) ==
-		    (size_t)300 * (two_layers[0] + two_layers[1]) * sizeof(float));
+		    (size_t)300 * (two_layers[0] + two_layers[1]) * sizeof(float) +
+			    3 * 96 * sizeof(double));
 	engine_invariants_release(&invariants);
 	assert_true(engine_invariants_bytes(&invariants) == 0);
 	fixture_free(&f);
+}
+
+/* The diagonals of T Sx T^T are kept per transform, up to ENGINE_DIAGONALS_KEPT, and the
+ * least recently used one gives way. */
+static void
+diagonal_cache_evicts_oldest(void **state)
+{
+	static const char *const specs[] = { "none", "hadamard", "cat", "cat1", "smooth" };
+	struct engine_invariants invariants = { 0 };
+	struct transform_spec spec[5];
+	double *diag;
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(transform_spec_parse(specs[i], &spec[i], NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		diag = alloc_array(8, sizeof(*diag));
+		diag[0] = i;
+		engine_invariants_keep_diagonal(&invariants, &spec[i], 8, diag);
+	}
+	/* Using "none" makes "hadamard" the oldest. */
+	assert_non_null(engine_invariants_diagonal(&invariants, &spec[0], 8));
+	assert_null(engine_invariants_diagonal(&invariants, &spec[0], 9));
+	diag = alloc_array(8, sizeof(*diag));
+	diag[0] = 4;
+	engine_invariants_keep_diagonal(&invariants, &spec[4], 8, diag);
+	assert_null(engine_invariants_diagonal(&invariants, &spec[1], 8));
+	for (int i = 0; i < 5; i++) {
+		const double *kept = engine_invariants_diagonal(&invariants, &spec[i], 8);
+
+		if (i == 1)
+			continue;
+		assert_non_null(kept);
+		assert_true(kept[0] == i);
+	}
+	/* Keeping a spec again replaces its own entry. */
+	diag = alloc_array(8, sizeof(*diag));
+	diag[0] = 40;
+	engine_invariants_keep_diagonal(&invariants, &spec[4], 8, diag);
+	assert_true(engine_invariants_diagonal(&invariants, &spec[4], 8)[0] == 40);
+	assert_non_null(engine_invariants_diagonal(&invariants, &spec[2], 8));
+	assert_true(engine_invariants_bytes(&invariants) == 4 * 8 * sizeof(double));
+	engine_invariants_release(&invariants);
 }
 
 /* Without a sample, a transform leaves the activation noise unknown: the predictions that
@@ -816,8 +914,10 @@ main(void)
 		cmocka_unit_test(degenerate_data_flagged),
 		cmocka_unit_test(full_optimum_skipped_above_limit),
 		cmocka_unit_test(invariants_reuse_matches_fresh),
+		cmocka_unit_test(threads_and_scratch_keep_results),
 		cmocka_unit_test(measured_sqnr_matches_loops),
 		cmocka_unit_test(skipped_parts_keep_total),
+		cmocka_unit_test(diagonal_cache_evicts_oldest),
 		cmocka_unit_test(no_sample_prediction_is_unknown),
 	};
 

@@ -20,24 +20,32 @@
 #include "site_fixture.h"
 
 /* max over layers of ||W T^{-1} T x - W x|| / ||W x||, over the sample, with the
- * products by plain double loops. */
+ * products by plain double loops; T applied in place or out of place. */
 static double
-preservation_error(const struct fixture *f, const struct transform *t)
+preservation_error(const struct fixture *f, const struct transform *t, bool out_of_place)
 {
 	int d = f->stats.dim, n = f->stats.n_sample;
 	float *x = alloc_array((size_t)n * d, sizeof(*x));
 	double worst = 0;
 
-	memcpy(x, f->stats.sample, sizeof(*x) * n * d);
-	transform_apply_activations(t, x, n);
+	if (out_of_place) {
+		transform_apply_activations_to(t, f->stats.sample, x, n);
+	} else {
+		memcpy(x, f->stats.sample, sizeof(*x) * n * d);
+		transform_apply_activations(t, x, n);
+	}
 	for (int l = 0; l < f->layers.count; l++) {
 		int m = f->layers.layer[l].rows;
 		const float *w = f->layers.layer[l].weight;
 		float *wt = alloc_array((size_t)m * d, sizeof(*wt));
 		double num = 0, den = 0;
 
-		memcpy(wt, w, sizeof(*wt) * m * d);
-		transform_apply_weights(t, wt, m);
+		if (out_of_place) {
+			transform_apply_weights_to(t, w, wt, m);
+		} else {
+			memcpy(wt, w, sizeof(*wt) * m * d);
+			transform_apply_weights(t, wt, m);
+		}
 		for (int tok = 0; tok < n; tok++)
 			for (int r = 0; r < m; r++) {
 				double y = 0, yt = 0;
@@ -78,9 +86,12 @@ check_preservation(int d, int n, const char *const *specs, int n_specs, double t
 		assert_int_equal(transform_spec_parse(specs[s], &spec, &err), 0);
 		if (transform_build(&spec, &f.stats, &f.layers, &t, &err) < 0)
 			fail_msg("%s at d=%d: %s", specs[s], d, err.message);
-		e = preservation_error(&f, &t);
+		e = preservation_error(&f, &t, false);
 		if (!(e < tol))
 			fail_msg("%s at d=%d: relative error %g", specs[s], d, e);
+		e = preservation_error(&f, &t, true);
+		if (!(e < tol))
+			fail_msg("%s at d=%d out of place: relative error %g", specs[s], d, e);
 		transform_free(&t);
 	}
 	fixture_free(&f);
@@ -301,7 +312,7 @@ zero_channels_fall_back_to_identity(void **state)
 	assert_int_equal(transform_spec_parse("cat:16", &spec, NULL), 0);
 	assert_int_equal(transform_build(&spec, &f.stats, &f.layers, &t, NULL), 0);
 	assert_true(t.flags & TRANSFORM_FLAG_DEGENERATE_BLOCK);
-	assert_true(preservation_error(&f, &t) < 1e-5);
+	assert_true(preservation_error(&f, &t, true) < 1e-5);
 	transform_free(&t);
 	assert_int_equal(transform_spec_parse("smooth", &spec, NULL), 0);
 	assert_int_equal(transform_build(&spec, &f.stats, &f.layers, &t, NULL), 0);

@@ -77,6 +77,7 @@ struct analysis {
 	bool stopping;
 	unsigned completed;            /* results finished or refined, for pollers */
 	unsigned long tick;            /* evaluations so far, for last_used */
+	struct engine_scratch worker_scratch; /* the worker's own; released when idle */
 	struct site_stats *isotropic;  /* per width, when there is no calibration */
 	int n_isotropic;
 };

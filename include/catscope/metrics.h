@@ -61,6 +61,17 @@
  * that evaluates one site again and again (the explorer) keeps them here. Valid only for the
  * statistics and weights they were computed from. The outputs are heap memory: release
  * them with engine_invariants_release; copying the struct copies only the pointers. */
+/* Diagonals of T Sx T^T kept per site, one per transform. Each costs d doubles. At a
+ * full-width Hadamard of d = 14336 computing one costs about half a sample GEMM
+ * (bench_site), so switching back and forth between transforms should not repeat it. */
+#define ENGINE_DIAGONALS_KEPT 4
+struct engine_diagonal {
+	struct transform_spec spec;
+	int dim;
+	double *diag;          /* dim values, or NULL: slot empty */
+	unsigned long used;    /* for least-recently-used replacement */
+};
+
 struct engine_invariants {
 	bool has_signal;
 	double signal[SITE_LAYERS_MAX];
@@ -73,16 +84,34 @@ struct engine_invariants {
 	int output_rows[SITE_LAYERS_MAX];
 	float *output[SITE_LAYERS_MAX]; /* output_tokens x output_rows, Y = X W^T */
 	double output_power[SITE_LAYERS_MAX]; /* ||Y||_F^2 */
-	/* The diagonal of T Sx T^T for the transform of diag_spec (NULL: none kept). For a
-	 * full-width Hadamard it costs about three passes of the transform over d rows. */
-	struct transform_spec diag_spec;
-	double *diag_t;
+	struct engine_diagonal diagonal[ENGINE_DIAGONALS_KEPT];
+	unsigned long diagonal_clock;
 };
 
-/* Frees the kept outputs and diagonal; the scalar invariants stay valid. */
+/* Frees the kept outputs and diagonals; the scalar invariants stay valid. */
 void engine_invariants_release(struct engine_invariants *inv);
-/* Heap bytes held by the kept outputs. */
+/* Heap bytes held by the kept outputs and diagonals. */
 size_t engine_invariants_bytes(const struct engine_invariants *inv);
+/* The kept diagonal of T Sx T^T for spec at width dim, or NULL; marks it used. */
+const double *engine_invariants_diagonal(struct engine_invariants *inv,
+					 const struct transform_spec *spec, int dim);
+/* Keeps diag (dim values, from malloc; inv takes ownership) as the diagonal for spec,
+ * replacing the entry for spec or else the least recently used one. */
+void engine_invariants_keep_diagonal(struct engine_invariants *inv,
+				     const struct transform_spec *spec, int dim, double *diag);
+
+/* Buffers that one thread's evaluations reuse. A repeated evaluation then writes into
+ * pages already mapped: faulting in fresh weight-sized buffers cost about a third of
+ * the sample product at d = m = 4096 (bench_site). Start zeroed; one thread at a time;
+ * the buffers grow to the largest site seen until engine_scratch_release. */
+#define ENGINE_SCRATCH_SLOTS 12
+struct engine_scratch {
+	float *buffer[ENGINE_SCRATCH_SLOTS];
+	size_t count[ENGINE_SCRATCH_SLOTS];
+};
+
+void engine_scratch_release(struct engine_scratch *scratch);
+size_t engine_scratch_bytes(const struct engine_scratch *scratch);
 
 struct engine_options {
 	int full_limit;        /* compute A* only when d <= this */
@@ -95,6 +124,8 @@ struct engine_options {
 	/* In and out: reused when filled for the same statistics and weights, filled
 	 * otherwise. NULL computes everything afresh. */
 	struct engine_invariants *invariants;
+	/* Reused buffers, or NULL to allocate them for this call only. */
+	struct engine_scratch *scratch;
 };
 
 struct sqnr_values {

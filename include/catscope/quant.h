@@ -89,9 +89,10 @@ void quant_group_step(const float *v, int n, const struct quant_params *p, float
  * when asymmetric. A group of range 0 is reproduced exactly. */
 void quant_group_step_range(const float *v, int n, const struct quant_params *p, float clip,
 			    float *step, int32_t *zero, float *range);
-/* Fake-quantizes one group of n values in place on the grid (step, zero). */
-void quant_fake_group(float *v, int n, const struct quant_params *p, float step,
-		      int32_t zero);
+/* Fake-quantizes one group of n values on the grid (step, zero) into out, which may
+ * be v itself. */
+void quant_fake_group(const float *v, float *out, int n, const struct quant_params *p,
+		      float step, int32_t zero);
 /* The unsigned code of v on the grid (step, zero). */
 uint8_t quant_code(float v, const struct quant_params *p, float step, int32_t zero);
 

@@ -115,10 +115,19 @@ size_t transform_heap_bytes(const struct transform *t);
 /* Frees the buffers of t; t may be zeroed memory or already freed. */
 void transform_free(struct transform *t);
 
+/* True when T is the identity (no stage), so applying it only copies. */
+bool transform_is_identity(const struct transform *t);
 /* x <- T x for each of the n rows of x (n x d, row-major), in place. */
 void transform_apply_activations(const struct transform *t, float *x, int64_t n);
+/* out <- T x for each row, out of place: saves the copy and, for a dense stage, the
+ * staging buffer. out must not overlap x. */
+void transform_apply_activations_to(const struct transform *t, const float *x, float *out,
+				    int64_t n);
 /* W <- W T^{-1} for a rows x d weight, in place. */
 void transform_apply_weights(const struct transform *t, float *w, int64_t rows);
+/* out <- W T^{-1}, out of place; out must not overlap w. */
+void transform_apply_weights_to(const struct transform *t, const float *w, float *out,
+				int64_t rows);
 /* out (d x d float) = T sigma T^T for a symmetric d x d sigma (double). */
 void transform_conjugate(const struct transform *t, const double *sigma, float *out);
 /* diag (d) = the diagonal of T sigma T^T, from the diagonal blocks of sigma only, so it

@@ -229,8 +229,8 @@ analysis_keep_transform(struct analysis *a, struct analysis_site *site, struct t
 /* Evaluates with the given settings; the caller holds no lock. */
 static int
 analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
-	     const struct quant_config *qc, bool parts, struct site_result *out,
-	     struct error *err)
+	     const struct quant_config *qc, bool parts, struct engine_scratch *scratch,
+	     struct site_result *out, struct error *err)
 {
 	struct analysis_site *site = &a->sites[index];
 	struct site_layers layers;
@@ -254,11 +254,13 @@ analysis_run(struct analysis *a, int index, const struct transform_spec *spec,
 	for (int l = 0; l < SITE_LAYERS_MAX; l++)
 		site->invariants.output[l] = NULL;
 	site->invariants.output_tokens = 0;
-	site->invariants.diag_t = NULL;
+	for (int j = 0; j < ENGINE_DIAGONALS_KEPT; j++)
+		site->invariants.diagonal[j].diag = NULL;
 	pthread_mutex_unlock(&a->lock);
 	engine_options_default(&options);
 	options.invariants = &invariants;
 	options.measure_parts = parts;
+	options.scratch = scratch;
 	rc = engine_evaluate_transform(stats, &layers, &t, qc, &options, out, err);
 	pthread_mutex_lock(&a->lock);
 	engine_invariants_release(&site->invariants);
@@ -283,7 +285,7 @@ analysis_evaluate_with(struct analysis *a, int index, const struct transform_spe
 	pthread_mutex_lock(&a->lock);
 	qc = a->quant;
 	pthread_mutex_unlock(&a->lock);
-	return analysis_run(a, index, spec, &qc, true, out, err);
+	return analysis_run(a, index, spec, &qc, true, NULL, out, err);
 }
 
 /* Computes a site from a snapshot of its settings and stores the result only if
@@ -291,7 +293,7 @@ analysis_evaluate_with(struct analysis *a, int index, const struct transform_spe
  * measured SQNR and leaves it shown as finished while it runs. */
 static int
 analysis_compute_snapshot(struct analysis *a, int index, bool parts, bool refine,
-			  struct error *err)
+			  struct engine_scratch *scratch, struct error *err)
 {
 	struct analysis_site *site = &a->sites[index];
 	struct transform_spec spec;
@@ -309,7 +311,7 @@ analysis_compute_snapshot(struct analysis *a, int index, bool parts, bool refine
 	pthread_mutex_unlock(&a->lock);
 
 	error_clear(err);
-	rc = analysis_run(a, index, &spec, &qc, parts, &result, err);
+	rc = analysis_run(a, index, &spec, &qc, parts, scratch, &result, err);
 
 	pthread_mutex_lock(&a->lock);
 	if (site->version == version) {
@@ -331,23 +333,26 @@ analysis_compute_snapshot(struct analysis *a, int index, bool parts, bool refine
 int
 analysis_compute(struct analysis *a, int index, struct error *err)
 {
-	return analysis_compute_snapshot(a, index, true, false, err);
+	return analysis_compute_snapshot(a, index, true, false, NULL, err);
 }
 
 int
 analysis_compute_all(struct analysis *a, struct error *err)
 {
+	struct engine_scratch scratch = { 0 };
 	struct error site_err;
 	int rc = 0;
 
 	for (int i = 0; i < a->n_sites; i++) {
 		if (a->sites[i].state == ANALYSIS_DONE)
 			continue;
-		if (analysis_compute(a, i, &site_err) != 0 && rc == 0) {
+		if (analysis_compute_snapshot(a, i, true, false, &scratch, &site_err) != 0 &&
+		    rc == 0) {
 			rc = error_set(err, "site blk.%d.%s: %s", a->sites[i].block,
 				       site_kind_name(a->sites[i].kind), site_err.message);
 		}
 	}
+	engine_scratch_release(&scratch);
 	return rc;
 }
 
@@ -387,24 +392,43 @@ analysis_pending(struct analysis *a)
 	return n;
 }
 
-/* Builds the default CAT transform of the first finished site that has none kept, so
- * that switching a site to CAT in the explorer skips the eigendecompositions. Runs only
- * when the worker is idle and while the caches have room for it. Returns false when
- * there is nothing left to build. The caller holds the lock, which is released during
- * the build. */
+/* Computes the diagonal of T Sx T^T for t and keeps it in the site's invariants. The
+ * caller holds the lock, which is released while computing. */
+static void
+analysis_prebuild_diagonal(struct analysis *a, struct analysis_site *site,
+			   const struct site_stats *stats, const struct transform *t)
+{
+	double *diag;
+
+	if (engine_invariants_diagonal(&site->invariants, &t->spec, stats->dim) != NULL)
+		return;
+	pthread_mutex_unlock(&a->lock);
+	diag = alloc_array(stats->dim, sizeof(*diag));
+	transform_conjugate_diagonal(t, stats->second_moment, diag);
+	pthread_mutex_lock(&a->lock);
+	engine_invariants_keep_diagonal(&site->invariants, &t->spec, stats->dim, diag);
+}
+
+/* Builds the default CAT transform of the first finished site that has none kept,
+ * with the diagonals of T Sx T^T for it and for the full-width Hadamard. A switch to
+ * either in the explorer then skips the eigendecompositions and the diagonal. Runs
+ * only when the worker is idle and while the caches have room for it. Returns false
+ * when there is nothing left to build. The caller holds the lock, which is released
+ * during the build. */
 static bool
 analysis_prebuild_next(struct analysis *a)
 {
-	struct transform_spec spec;
+	struct transform_spec spec, hadamard_spec;
 	struct analysis_site *site = NULL;
 	struct site_layers layers;
 	const struct site_stats *stats;
-	struct transform t;
+	struct transform t, hadamard;
 	struct error err;
 	size_t total = 0;
 	int index = -1, dim;
 
 	transform_spec_parse("cat", &spec, NULL);
+	transform_spec_parse("hadamard", &hadamard_spec, NULL);
 	for (int i = 0; i < a->n_sites; i++)
 		total += analysis_site_cache_bytes(&a->sites[i]);
 	for (int i = 0; i < a->n_sites && index < 0; i++) {
@@ -430,8 +454,19 @@ analysis_prebuild_next(struct analysis *a)
 	pthread_mutex_unlock(&a->lock);
 	analysis_site_layers(a, index, &layers);
 	stats = analysis_stats(a, site, dim, &err);
-	if (stats != NULL && transform_build(&spec, stats, &layers, &t, &err) == 0) {
+	if (stats == NULL || stats->second_moment == NULL) {
 		pthread_mutex_lock(&a->lock);
+		return true;
+	}
+	if (transform_build(&hadamard_spec, stats, NULL, &hadamard, &err) == 0) {
+		pthread_mutex_lock(&a->lock);
+		analysis_prebuild_diagonal(a, site, stats, &hadamard);
+		pthread_mutex_unlock(&a->lock);
+		transform_free(&hadamard);
+	}
+	if (transform_build(&spec, stats, &layers, &t, &err) == 0) {
+		pthread_mutex_lock(&a->lock);
+		analysis_prebuild_diagonal(a, site, stats, &t);
 		analysis_keep_transform(a, site, &t);
 		return true;
 	}
@@ -464,17 +499,21 @@ analysis_worker_main(void *arg)
 			refine = next >= 0;
 		}
 		if (next < 0) {
+			/* Idle: the buffers are worth keeping only between evaluations. */
+			engine_scratch_release(&a->worker_scratch);
 			if (analysis_prebuild_next(a))
 				continue;
 			pthread_cond_wait(&a->wake, &a->lock);
 			continue;
 		}
 		pthread_mutex_unlock(&a->lock);
-		if (analysis_compute_snapshot(a, next, refine, refine, &err) != 0)
+		if (analysis_compute_snapshot(a, next, refine, refine, &a->worker_scratch,
+					      &err) != 0)
 			log_warn("site %d: %s", next, err.message);
 		pthread_mutex_lock(&a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
+	engine_scratch_release(&a->worker_scratch);
 	return NULL;
 }
 

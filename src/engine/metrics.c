@@ -10,11 +10,30 @@
 #include "catscope/linalg.h"
 #include "catscope/log.h"
 #include "catscope/metrics.h"
+#include "catscope/parallel.h"
 
 /* Column blocks for tr(Sw Sx), and token rows per measured-SQNR GEMM. */
 #define TRACE_BLOCK 1024
 #define MEASURE_CHUNK 512
 #define FEW_TOKENS 16
+/* Below this many elements a pass runs on the caller's thread, because starting
+ * threads costs tens of microseconds. */
+#define PARALLEL_MIN_ELEMENTS (1 << 16)
+
+/* Slots of engine_scratch. */
+enum {
+	SCRATCH_CLEAN,         /* a layer's weights with non-finite values as 0 */
+	SCRATCH_WEIGHTS,       /* W T^-1 */
+	SCRATCH_QUANTIZED,     /* Q(W T^-1) */
+	SCRATCH_WEIGHT_ERROR,  /* W T^-1 - Q(W T^-1), for the parts */
+	SCRATCH_SAMPLE_CLEAN,  /* the finite sample tokens, when some are not */
+	SCRATCH_SAMPLE,        /* T x */
+	SCRATCH_SAMPLE_Q,      /* Q(T x) */
+	SCRATCH_SAMPLE_ERROR,  /* T x - Q(T x), for the parts */
+	SCRATCH_OUTPUT_ERROR,  /* output errors of a chunk of tokens */
+	SCRATCH_USED
+};
+_Static_assert(SCRATCH_USED <= ENGINE_SCRATCH_SLOTS, "engine_scratch has too few slots");
 
 /* Site totals: signal, predicted weight and activation noise, ||W'||^2, sum of row
  * ranges^2, ||W||^2, measured signal, both, weight-only and activation-only noise. */
@@ -28,6 +47,7 @@ engine_options_default(struct engine_options *opt)
 	opt->best_block = 0;
 	opt->measure_parts = true;
 	opt->invariants = NULL;
+	opt->scratch = NULL;
 }
 
 static void
@@ -46,8 +66,10 @@ void
 engine_invariants_release(struct engine_invariants *inv)
 {
 	release_outputs(inv);
-	free(inv->diag_t);
-	inv->diag_t = NULL;
+	for (int i = 0; i < ENGINE_DIAGONALS_KEPT; i++) {
+		free(inv->diagonal[i].diag);
+		memset(&inv->diagonal[i], 0, sizeof(inv->diagonal[i]));
+	}
 }
 
 size_t
@@ -58,11 +80,83 @@ engine_invariants_bytes(const struct engine_invariants *inv)
 	for (int l = 0; l < SITE_LAYERS_MAX; l++)
 		if (inv->output[l] != NULL)
 			total += (size_t)inv->output_tokens * inv->output_rows[l] * sizeof(float);
+	for (int i = 0; i < ENGINE_DIAGONALS_KEPT; i++)
+		if (inv->diagonal[i].diag != NULL)
+			total += (size_t)inv->diagonal[i].dim * sizeof(double);
 	return total;
+}
+
+const double *
+engine_invariants_diagonal(struct engine_invariants *inv, const struct transform_spec *spec,
+			   int dim)
+{
+	for (int i = 0; i < ENGINE_DIAGONALS_KEPT; i++) {
+		struct engine_diagonal *e = &inv->diagonal[i];
+
+		if (e->diag != NULL && e->dim == dim && transform_spec_equal(&e->spec, spec)) {
+			e->used = ++inv->diagonal_clock;
+			return e->diag;
+		}
+	}
+	return NULL;
+}
+
+void
+engine_invariants_keep_diagonal(struct engine_invariants *inv,
+				const struct transform_spec *spec, int dim, double *diag)
+{
+	struct engine_diagonal *slot = &inv->diagonal[0];
+
+	for (int i = 0; i < ENGINE_DIAGONALS_KEPT; i++) {
+		struct engine_diagonal *e = &inv->diagonal[i];
+
+		if (e->diag != NULL && transform_spec_equal(&e->spec, spec)) {
+			slot = e;
+			break;
+		}
+		if (e->diag == NULL || (slot->diag != NULL && e->used < slot->used))
+			slot = e;
+	}
+	free(slot->diag);
+	slot->spec = *spec;
+	slot->dim = dim;
+	slot->diag = diag;
+	slot->used = ++inv->diagonal_clock;
 }
 
 /* 10 log10(signal / noise); NaN when there is no signal or the noise is unknown (NaN),
  * +Inf when there is no noise. */
+void
+engine_scratch_release(struct engine_scratch *scratch)
+{
+	for (int i = 0; i < ENGINE_SCRATCH_SLOTS; i++)
+		free(scratch->buffer[i]);
+	memset(scratch, 0, sizeof(*scratch));
+}
+
+size_t
+engine_scratch_bytes(const struct engine_scratch *scratch)
+{
+	size_t bytes = 0;
+
+	for (int i = 0; i < ENGINE_SCRATCH_SLOTS; i++)
+		bytes += scratch->count[i] * sizeof(float);
+	return bytes;
+}
+
+/* A buffer of at least count floats from slot, grown when too small. The contents are
+ * undefined. */
+static float *
+scratch_floats(struct engine_scratch *scratch, int slot, size_t count)
+{
+	if (scratch->count[slot] < count) {
+		free(scratch->buffer[slot]);
+		scratch->buffer[slot] = alloc_array(count > 0 ? count : 1, sizeof(float));
+		scratch->count[slot] = count;
+	}
+	return scratch->buffer[slot];
+}
+
 static double
 ratio_db(double signal, double noise)
 {
@@ -241,10 +335,12 @@ struct evaluation {
 	double *diag_t;        /* d: the diagonal of T Sx T^T */
 	double trace_x, trace_xt;
 	double c_x;            /* C(T x), NaN without a sample */
-	float *x;              /* finite sample tokens before the transform, only while
-				* some layer's outputs Y are not kept */
-	float *xt, *xq;        /* transformed sample and its quantized copy, n x d */
-	float *dx;             /* xt - xq, only when measuring the parts */
+	struct engine_scratch *scratch;
+	/* The finite sample tokens before the transform, the transformed tokens and
+	 * their quantized copy, n x d each. Scratch or the stored sample, never owned:
+	 * xt is x for the identity, and xq is xt without activation quantization. */
+	const float *x, *xt, *xq;
+	const float *dx;       /* xt - xq, only when measuring the parts */
 	int n;
 	bool outputs_ready;    /* the invariants keep Y of every layer for this sample */
 	double *act_var;       /* d: E[Delta_g(i)^2] / 12 over tokens */
@@ -270,6 +366,17 @@ copy_finite(const float *w, size_t n, float *out)
 	return flags;
 }
 
+/* Without an early exit, so that the loop vectorizes. */
+static bool
+all_finite(const float *v, int64_t n)
+{
+	int finite = 1;
+
+	for (int64_t i = 0; i < n; i++)
+		finite &= isfinite(v[i]) != 0;
+	return finite;
+}
+
 static const float *
 clean_weights(struct evaluation *ev, int l)
 {
@@ -282,6 +389,27 @@ clean_weights(struct evaluation *ev, int l)
 		copy_finite(layer->weight, size, ev->clean[l]);
 	}
 	return ev->clean[l];
+}
+
+/* The layer's weights with non-finite values as 0: the layer's own array when it is
+ * finite (known from the invariants or checked), else a cleaned copy in scratch. */
+static const float *
+finite_weights(struct evaluation *ev, int l, unsigned *flags)
+{
+	const struct site_layer *layer = &ev->layers->layer[l];
+	const struct engine_invariants *inv = ev->invariants;
+	size_t size = (size_t)layer->rows * ev->d;
+	float *clean;
+
+	if (inv != NULL && inv->has_signal) {
+		if (!(inv->layer_flags[l] & METRICS_FLAG_NONFINITE_WEIGHT))
+			return layer->weight;
+	} else if (all_finite(layer->weight, (int64_t)size)) {
+		return layer->weight;
+	}
+	clean = scratch_floats(ev->scratch, SCRATCH_CLEAN, size);
+	*flags |= copy_finite(layer->weight, size, clean);
+	return clean;
 }
 
 /* True when the invariants keep the outputs of every layer for this sample. */
@@ -298,13 +426,21 @@ outputs_kept(const struct evaluation *ev)
 	return true;
 }
 
+/* Eight running sums instead of one: the additions then overlap and vectorize instead
+ * of waiting on each other. */
 static double
 sum_squares(const float *v, int64_t n)
 {
-	double total = 0;
+	double lane[8] = { 0 }, total = 0;
+	int64_t i = 0;
 
-	for (int64_t i = 0; i < n; i++)
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			lane[j] += (double)v[i + j] * v[i + j];
+	for (; i < n; i++)
 		total += (double)v[i] * v[i];
+	for (int j = 0; j < 8; j++)
+		total += lane[j];
 	return total;
 }
 
@@ -330,32 +466,115 @@ element_noise(float v, const struct quant_params *p, float step, int32_t zero)
 	return (double)step * step / 12;
 }
 
-/* Copies the finite sample tokens, transforms and quantizes them, and derives C(T x)
- * and the activation noise per channel. */
+/* Number of parts for a pass over count elements (see parallel.h): the split depends
+ * on the sizes only, so results do not depend on the thread count. */
+static int
+pass_parts(int64_t count)
+{
+	return count >= PARALLEL_MIN_ELEMENTS ? PARALLEL_PARTS : 1;
+}
+
+/* One pass over the transformed sample, split by tokens: C(T x), the activation noise
+ * per channel and the quantized copy, from one step per group. */
+struct sample_pass {
+	const struct evaluation *ev;
+	const float *xt;
+	float *xq;
+	double norm[PARALLEL_PARTS], range[PARALLEL_PARTS];
+	bool constant[PARALLEL_PARTS];
+	double *act_var;       /* parts x d */
+};
+
+static void
+sample_pass_part(void *ctx, int part, int64_t begin, int64_t end)
+{
+	struct sample_pass *sp = ctx;
+	const struct quant_params *ap = &sp->ev->qc->act;
+	int d = sp->ev->d, n = sp->ev->n;
+	int groups = ap->bits > 0 ? quant_group_count(ap, d) : 0;
+	int g_size = groups == 1 ? d : ap->group_size;
+	double *var_sum = sp->act_var + (int64_t)part * d;
+	double norm_sum = 0, range_sum = 0;
+	bool constant = false;
+
+	memset(var_sum, 0, sizeof(*var_sum) * d);
+	for (int64_t tok = begin; tok < end; tok++) {
+		const float *x = sp->xt + tok * d;
+		float *xq = sp->xq + tok * d;
+		float range = row_range(x, d, ap->mode);
+
+		norm_sum += sum_squares(x, d);
+		range_sum += (double)range * range;
+		constant |= range == 0;
+		for (int g = 0; g < groups; g++) {
+			int start = g * g_size, len = start + g_size <= d ? g_size : d - start;
+			float step, group_range;
+			int32_t zero;
+			double var;
+
+			quant_group_step_range(x + start, len, ap, 0, &step, &zero, &group_range);
+			quant_fake_group(x + start, xq + start, len, ap, step, zero);
+			/* A zero-range group is reproduced exactly: no noise. */
+			if (!(group_range > 0))
+				continue;
+			if (ap->clip < 1) {
+				for (int i = start; i < start + len; i++)
+					var_sum[i] += element_noise(x[i], ap, step, zero) / n;
+				continue;
+			}
+			var = (double)step * step / 12 / n;
+			for (int i = start; i < start + len; i++)
+				var_sum[i] += var;
+		}
+	}
+	sp->norm[part] = norm_sum;
+	sp->range[part] = range_sum;
+	sp->constant[part] = constant;
+}
+
+/* The finite sample tokens: the stored sample itself when every token is finite, else
+ * a compacted copy in scratch. Sets ev->n. */
+static const float *
+finite_sample(struct evaluation *ev)
+{
+	const struct site_stats *st = ev->stats;
+	int d = ev->d, n = 0;
+	float *kept;
+
+	if (all_finite(st->sample, (int64_t)st->n_sample * d)) {
+		ev->n = st->n_sample;
+		return st->sample;
+	}
+	ev->flags |= METRICS_FLAG_NONFINITE_SAMPLE;
+	kept = scratch_floats(ev->scratch, SCRATCH_SAMPLE_CLEAN, (size_t)st->n_sample * d);
+	for (int tok = 0; tok < st->n_sample; tok++) {
+		const float *x = st->sample + (int64_t)tok * d;
+
+		if (!all_finite(x, d))
+			continue;
+		memcpy(kept + (int64_t)n * d, x, sizeof(*x) * d);
+		n++;
+	}
+	ev->n = n;
+	return kept;
+}
+
+/* Transforms and quantizes the finite sample tokens, and derives C(T x) and the
+ * activation noise per channel. */
 static void
 prepare_sample(struct evaluation *ev, struct site_result *out)
 {
 	const struct site_stats *st = ev->stats;
 	const struct quant_params *ap = &ev->qc->act;
-	int d = ev->d, n = 0;
+	int d = ev->d, n, parts;
+	struct sample_pass sp = { .ev = ev };
 	double norm_sum = 0, range_sum = 0;
 
 	ev->act_var = alloc_zeroed(d, sizeof(*ev->act_var));
-	ev->xt = alloc_array((size_t)(st->n_sample > 0 ? st->n_sample : 1) * d, sizeof(float));
-	for (int tok = 0; tok < st->n_sample && st->sample != NULL; tok++) {
-		const float *x = st->sample + (int64_t)tok * d;
-		bool finite = true;
-
-		for (int i = 0; i < d && finite; i++)
-			finite = isfinite(x[i]);
-		if (!finite) {
-			ev->flags |= METRICS_FLAG_NONFINITE_SAMPLE;
-			continue;
-		}
-		memcpy(ev->xt + (int64_t)n * d, x, sizeof(float) * d);
-		n++;
-	}
-	ev->n = out->tokens_used = n;
+	ev->n = 0;
+	if (st->n_sample > 0 && st->sample != NULL)
+		ev->x = finite_sample(ev);
+	n = out->tokens_used = ev->n;
 	if (n == 0) {
 		ev->flags |= METRICS_FLAG_NO_SAMPLE;
 		out->c_x = ev->c_x = NAN;
@@ -376,62 +595,45 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 	if (n < FEW_TOKENS)
 		ev->flags |= METRICS_FLAG_FEW_TOKENS;
 	ev->outputs_ready = outputs_kept(ev);
-	if (!ev->outputs_ready) {
-		if (ev->invariants != NULL) {
-			release_outputs(ev->invariants);
-			ev->invariants->output_tokens = n;
-		}
-		ev->x = alloc_array((size_t)n * d, sizeof(float));
-		memcpy(ev->x, ev->xt, sizeof(float) * n * d);
+	if (!ev->outputs_ready && ev->invariants != NULL) {
+		release_outputs(ev->invariants);
+		ev->invariants->output_tokens = n;
 	}
-	transform_apply_activations(ev->t, ev->xt, n);
+	if (transform_is_identity(ev->t)) {
+		ev->xt = ev->x;
+	} else {
+		float *xt = scratch_floats(ev->scratch, SCRATCH_SAMPLE, (size_t)n * d);
 
-	/* One pass per token gives C(T x), the activation noise per channel and the
-	 * quantized copy, from one step per group. */
-	ev->xq = alloc_array((size_t)n * d, sizeof(float));
-	memcpy(ev->xq, ev->xt, sizeof(float) * n * d);
-	for (int tok = 0; tok < n; tok++) {
-		const float *x = ev->xt + (int64_t)tok * d;
-		float *xq = ev->xq + (int64_t)tok * d;
-		float range = row_range(x, d, ap->mode);
+		transform_apply_activations_to(ev->t, ev->x, xt, n);
+		ev->xt = xt;
+	}
 
-		norm_sum += sum_squares(x, d);
-		range_sum += (double)range * range;
-		if (range == 0)
+	/* Without activation quantization the quantized copy is the sample itself. */
+	ev->xq = ev->xt;
+	if (ap->bits > 0)
+		ev->xq = sp.xq = scratch_floats(ev->scratch, SCRATCH_SAMPLE_Q, (size_t)n * d);
+	sp.xt = ev->xt;
+	parts = pass_parts((int64_t)n * d);
+	sp.act_var = alloc_array((size_t)parts * d, sizeof(*sp.act_var));
+	parallel_for(n, parts, sample_pass_part, &sp);
+	for (int p = 0; p < parts && p < n; p++) {
+		norm_sum += sp.norm[p];
+		range_sum += sp.range[p];
+		if (sp.constant[p])
 			ev->flags |= METRICS_FLAG_CONSTANT_TOKEN;
-		if (ap->bits > 0) {
-			int groups = quant_group_count(ap, d);
-			int g_size = groups == 1 ? d : ap->group_size;
-
-			for (int g = 0; g < groups; g++) {
-				int start = g * g_size, len = start + g_size <= d ? g_size : d - start;
-				float step, group_range;
-				int32_t zero;
-				double var;
-
-				quant_group_step_range(x + start, len, ap, 0, &step, &zero, &group_range);
-				quant_fake_group(xq + start, len, ap, step, zero);
-				/* A zero-range group is reproduced exactly: no noise. */
-				if (!(group_range > 0))
-					continue;
-				if (ap->clip < 1) {
-					for (int i = start; i < start + len; i++)
-						ev->act_var[i] += element_noise(x[i], ap, step, zero) / n;
-					continue;
-				}
-				var = (double)step * step / 12 / n;
-				for (int i = start; i < start + len; i++)
-					ev->act_var[i] += var;
-			}
-		}
+		for (int i = 0; i < d; i++)
+			ev->act_var[i] += sp.act_var[(int64_t)p * d + i];
 	}
+	free(sp.act_var);
 	out->c_x = ev->c_x = range_sum > 0 ? norm_sum / range_sum : NAN;
 	if (!(range_sum > 0))
 		ev->flags |= METRICS_FLAG_CONSTANT_TOKEN;
 	if (ev->parts) {
-		ev->dx = alloc_array((size_t)n * d, sizeof(float));
+		float *dx = scratch_floats(ev->scratch, SCRATCH_SAMPLE_ERROR, (size_t)n * d);
+
 		for (int64_t i = 0; i < (int64_t)n * d; i++)
-			ev->dx[i] = ev->xt[i] - ev->xq[i];
+			dx[i] = ev->xt[i] - ev->xq[i];
+		ev->dx = dx;
 	}
 }
 
@@ -466,18 +668,18 @@ layer_outputs(struct evaluation *ev, int l, const float *w, int rows, double *po
  * because Y = X W^T = X' W'^T does not depend on the transform. Without the parts
  * [1] and [2] are NaN. */
 static void
-measure_layer(const struct evaluation *ev, const float *y, double power, const float *wt,
+measure_layer(struct evaluation *ev, const float *y, double power, const float *wt,
 	      const float *q, int rows, double sums[4])
 {
 	int d = ev->d;
-	float *e = alloc_array((size_t)MEASURE_CHUNK * rows, sizeof(*e));
+	float *e = scratch_floats(ev->scratch, SCRATCH_OUTPUT_ERROR, (size_t)MEASURE_CHUNK * rows);
 	float *dw = NULL;
 
 	sums[0] = power;
 	sums[1] = sums[2] = ev->parts ? 0 : NAN;
 	sums[3] = 0;
 	if (ev->parts) {
-		dw = alloc_array((size_t)rows * d, sizeof(*dw));
+		dw = scratch_floats(ev->scratch, SCRATCH_WEIGHT_ERROR, (size_t)rows * d);
 		for (int64_t i = 0; i < (int64_t)rows * d; i++)
 			dw[i] = wt[i] - q[i];
 	}
@@ -498,49 +700,138 @@ measure_layer(const struct evaluation *ev, const float *y, double power, const f
 			     0.0f, e, rows);
 		sums[2] += sum_squares(e, size);
 	}
-	free(dw);
-	free(e);
 }
 
-/* Predicted weight noise sum_r sum_i Delta_{r,g(i)}^2 / 12 * (T Sx T^T)_ii. With q not
- * NULL it also writes the RTN of wt into q, from the same steps, so that each group is
- * read once for both. */
+/* One pass over the transformed weights W' of a layer, split by rows: the column norms
+ * ||W'_:,i||^2, the squared row ranges for C(W'), the predicted weight noise
+ * sum_r sum_i Delta_{r,g(i)}^2 / 12 * (T Sx T^T)_ii and, with q not NULL, the RTN of
+ * W' from the same steps. Each row is read once, while it is in cache. */
+struct weight_pass {
+	const struct evaluation *ev;
+	const float *wt;
+	float *q;
+	const float *row_clip; /* per row, or NULL */
+	const double *group_diag; /* the diagonal summed per group */
+	double range_sq[PARALLEL_PARTS], noise[PARALLEL_PARTS];
+	double *col_norm;      /* parts x d */
+};
+
 static double
-predict_weight_noise(const struct evaluation *ev, const float *wt, float *q, int rows,
-		     const float *row_clip)
+row_weight_noise(const struct weight_pass *wp, const float *row, float *q, float row_clip)
 {
-	const struct quant_params *wp = &ev->qc->weight;
-	int d = ev->d, groups = quant_group_count(wp, d);
-	int g_size = groups == 1 ? d : wp->group_size;
-	double *group_diag = alloc_zeroed(groups, sizeof(*group_diag));
+	const struct evaluation *ev = wp->ev;
+	const struct quant_params *p = &ev->qc->weight;
+	int d = ev->d, groups = quant_group_count(p, d);
+	int g_size = groups == 1 ? d : p->group_size;
 	double total = 0;
 
-	for (int i = 0; i < d; i++)
-		group_diag[i / g_size] += ev->diag_t[i];
-	for (int64_t r = 0; r < rows; r++)
-		for (int g = 0; g < groups; g++) {
-			int64_t start = r * d + (int64_t)g * g_size;
-			int len = (g + 1) * g_size <= d ? g_size : d - g * g_size;
-			float step, range;
-			int32_t zero;
+	for (int g = 0; g < groups; g++) {
+		int start = g * g_size, len = start + g_size <= d ? g_size : d - start;
+		float step, range;
+		int32_t zero;
 
-			quant_group_step_range(wt + start, len, wp, row_clip ? row_clip[r] : 0, &step,
-					       &zero, &range);
-			if (q != NULL)
-				quant_fake_group(q + start, len, wp, step, zero);
-			/* A group of range 0 is reproduced exactly. */
-			if (!(range > 0))
-				continue;
-			if ((row_clip != NULL ? row_clip[r] : wp->clip) < 1) {
-				for (int i = 0; i < len; i++)
-					total += element_noise(wt[start + i], wp, step, zero) *
-						 ev->diag_t[g * g_size + i];
-				continue;
-			}
-			total += (double)step * step / 12 * group_diag[g];
+		quant_group_step_range(row + start, len, p, row_clip, &step, &zero, &range);
+		if (q != NULL)
+			quant_fake_group(row + start, q + start, len, p, step, zero);
+		/* A group of range 0 is reproduced exactly. */
+		if (!(range > 0))
+			continue;
+		if ((row_clip > 0 ? row_clip : p->clip) < 1) {
+			for (int i = 0; i < len; i++)
+				total += element_noise(row[start + i], p, step, zero) *
+					 ev->diag_t[start + i];
+			continue;
 		}
-	free(group_diag);
+		total += (double)step * step / 12 * wp->group_diag[g];
+	}
 	return total;
+}
+
+static void
+weight_pass_part(void *ctx, int part, int64_t begin, int64_t end)
+{
+	struct weight_pass *wp = ctx;
+	const struct quant_params *p = &wp->ev->qc->weight;
+	int d = wp->ev->d;
+	double *col = wp->col_norm + (int64_t)part * d;
+	double range_sq = 0, noise = 0;
+
+	memset(col, 0, sizeof(*col) * d);
+	for (int64_t r = begin; r < end; r++) {
+		const float *row = wp->wt + r * d;
+		float range = row_range(row, d, p->mode);
+
+		range_sq += (double)range * range;
+		for (int i = 0; i < d; i++)
+			col[i] += (double)row[i] * row[i];
+		if (p->bits > 0)
+			noise += row_weight_noise(wp, row, wp->q != NULL ? wp->q + r * d : NULL,
+						  wp->row_clip != NULL ? wp->row_clip[r] : 0);
+	}
+	wp->range_sq[part] = range_sq;
+	wp->noise[part] = noise;
+}
+
+/* Runs the weight pass over rows rows and adds its per-part results in part order:
+ * col_norm (d), and range_sq and noise_w. */
+static void
+weight_pass_run(struct weight_pass *wp, int rows, double *col_norm, double *range_sq,
+		double *noise_w)
+{
+	const struct quant_params *p = &wp->ev->qc->weight;
+	int d = wp->ev->d, parts = pass_parts((int64_t)rows * d);
+	double *group_diag = NULL;
+
+	if (p->bits > 0) {
+		int groups = quant_group_count(p, d), g_size = groups == 1 ? d : p->group_size;
+
+		group_diag = alloc_zeroed(groups, sizeof(*group_diag));
+		for (int i = 0; i < d; i++)
+			group_diag[i / g_size] += wp->ev->diag_t[i];
+	}
+	wp->group_diag = group_diag;
+	wp->col_norm = alloc_array((size_t)parts * d, sizeof(*wp->col_norm));
+	parallel_for(rows, parts, weight_pass_part, wp);
+	memset(col_norm, 0, sizeof(*col_norm) * d);
+	*range_sq = *noise_w = 0;
+	for (int part = 0; part < parts && part < rows; part++) {
+		*range_sq += wp->range_sq[part];
+		*noise_w += wp->noise[part];
+		for (int i = 0; i < d; i++)
+			col_norm[i] += wp->col_norm[(int64_t)part * d + i];
+	}
+	free(wp->col_norm);
+	free(group_diag);
+}
+
+/* The layer's signal, ||W||_F^2 and weight flags, from the invariants when kept. */
+static void
+layer_invariants(struct evaluation *ev, int l, const float *w, struct layer_result *lr,
+		 double *frob)
+{
+	struct engine_invariants *inv = ev->invariants;
+	int d = ev->d, rows = ev->layers->layer[l].rows;
+
+	if (inv != NULL && inv->has_signal) {
+		lr->signal = inv->signal[l];
+		*frob = inv->frobenius[l];
+		lr->flags |= inv->layer_flags[l];
+		return;
+	}
+	*frob = 0;
+	for (int64_t r = 0; r < rows; r++) {
+		double row_norm = sum_squares(w + r * d, d);
+
+		if (row_norm == 0)
+			lr->flags |= METRICS_FLAG_ZERO_ROW;
+		*frob += row_norm;
+	}
+	lr->signal = trace_gram_product(w, rows, d, ev->stats->second_moment);
+	if (inv != NULL) {
+		inv->signal[l] = lr->signal;
+		inv->frobenius[l] = *frob;
+		inv->layer_flags[l] = lr->flags;
+	}
 }
 
 static int
@@ -550,95 +841,75 @@ evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
 	const struct quant_config *qc = ev->qc;
 	int d = ev->d, rows = layer->rows;
 	size_t size = (size_t)rows * d;
-	struct engine_invariants *inv = ev->invariants;
-	float *wt = alloc_array(size, sizeof(*wt));
-	float *q, *row_clip = NULL;
-	const float *y = NULL;
-	double frob = 0, frob_t = 0, range_sq = 0, noise_w, noise_x = 0, meas[4] = { 0 };
+	struct weight_pass wp = { .ev = ev };
+	const float *w, *wt, *q, *y = NULL;
+	float *quantized = NULL, *row_clip = NULL;
+	double frob, frob_t = 0, range_sq, noise_w, noise_x = 0, meas[4] = { 0 };
 	double power = 0;
 	unsigned qflags = 0;
 
-	lr->flags |= copy_finite(layer->weight, size, wt);
 	ev->rows[l] = rows;
 	lr->name = layer->name;
 	lr->rows = rows;
-	if (inv != NULL && inv->has_signal) {
-		lr->signal = inv->signal[l];
-		frob = inv->frobenius[l];
-		lr->flags |= inv->layer_flags[l];
-	} else {
-		for (int64_t r = 0; r < rows; r++) {
-			double row_norm = sum_squares(wt + r * d, d);
-
-			if (row_norm == 0)
-				lr->flags |= METRICS_FLAG_ZERO_ROW;
-			frob += row_norm;
-		}
-		lr->signal = trace_gram_product(wt, rows, d, ev->stats->second_moment);
-		if (inv != NULL) {
-			inv->signal[l] = lr->signal;
-			inv->frobenius[l] = frob;
-			inv->layer_flags[l] = lr->flags;
-		}
-	}
-	/* Y comes from the weights before the transform, so it is taken before wt is
-	 * transformed in place. */
+	w = finite_weights(ev, l, &lr->flags);
+	layer_invariants(ev, l, w, lr, &frob);
+	/* Y comes from the weights before the transform. */
 	if (ev->n > 0)
-		y = layer_outputs(ev, l, wt, rows, &power);
+		y = layer_outputs(ev, l, w, rows, &power);
 
-	transform_apply_weights(ev->t, wt, rows);
-	memset(col_norm, 0, sizeof(*col_norm) * d);
-	for (int64_t r = 0; r < rows; r++) {
-		float range = row_range(wt + r * d, d, qc->weight.mode);
+	wt = w;
+	if (!transform_is_identity(ev->t)) {
+		float *moved = scratch_floats(ev->scratch, SCRATCH_WEIGHTS, size);
 
-		range_sq += (double)range * range;
-		for (int i = 0; i < d; i++) {
-			double v = wt[r * d + i];
-
-			frob_t += v * v;
-			col_norm[i] += v * v;
-		}
+		transform_apply_weights_to(ev->t, w, moved, rows);
+		wt = moved;
 	}
-	lr->c_w = range_sq > 0 ? frob_t / range_sq : NAN;
-	lr->alignment = lr->signal > 0 ? lr->signal / (frob_t * ev->trace_xt) : NAN;
 
 	/* Quantize as engine_quantize_weights does, keeping the clip ratios for the
-	 * prediction. */
-	q = alloc_array(size, sizeof(*q));
-	memcpy(q, wt, size * sizeof(*q));
-	if (qc->weight.bits > 0 && qc->clip_search) {
-		row_clip = alloc_array(rows, sizeof(*row_clip));
-		quant_clip_search(wt, rows, d, ev->sx_t, &qc->weight, row_clip);
+	 * prediction. RTN runs inside the weight pass, GPTQ after it. */
+	q = wt;
+	wp.wt = wt;
+	if (qc->weight.bits > 0) {
+		quantized = scratch_floats(ev->scratch, SCRATCH_QUANTIZED, size);
+		q = quantized;
+		if (qc->rounding == QUANT_GPTQ)
+			memcpy(quantized, wt, size * sizeof(*quantized));
+		else
+			wp.q = quantized;
+		if (qc->clip_search) {
+			row_clip = alloc_array(rows, sizeof(*row_clip));
+			quant_clip_search(wt, rows, d, ev->sx_t, &qc->weight, row_clip);
+		}
 	}
+	wp.row_clip = row_clip;
+	/* NOTE: the predicted weight noise is the RTN noise model even under GPTQ, whose
+	 * error feedback makes the real noise smaller and correlated with the input. */
+	weight_pass_run(&wp, rows, col_norm, &range_sq, &noise_w);
 	if (qc->weight.bits > 0 && qc->rounding == QUANT_GPTQ) {
 		double *h = alloc_array((size_t)d * d, sizeof(*h));
 		int rc;
 
 		for (int64_t i = 0; i < (int64_t)d * d; i++)
 			h[i] = ev->sx_t[i];
-		rc = quant_gptq(q, rows, d, h, &qc->weight, row_clip, qc->gptq_damp, &qflags, err);
+		rc = quant_gptq(quantized, rows, d, h, &qc->weight, row_clip, qc->gptq_damp,
+				&qflags, err);
 		free(h);
 		if (rc < 0) {
 			error_prefix(err, "%s", layer->name ? layer->name : "layer");
-			free(wt);
-			free(q);
 			free(row_clip);
 			return -1;
 		}
 		if (qflags & QUANT_FLAG_HESSIAN_DAMPED)
 			lr->flags |= METRICS_FLAG_HESSIAN_DAMPED;
 	}
-
-	/* NOTE: the predicted weight noise is the RTN noise model even under GPTQ, whose
-	 * error feedback makes the real noise smaller and correlated with the input. */
-	noise_w = 0;
-	if (qc->weight.bits > 0)
-		noise_w = predict_weight_noise(ev, wt, qc->rounding == QUANT_GPTQ ? NULL : q, rows,
-					       row_clip);
-	for (int i = 0; i < d; i++)
+	for (int i = 0; i < d; i++) {
+		frob_t += col_norm[i];
 		noise_x += col_norm[i] * ev->act_var[i];
+	}
 	if (qc->act.bits == 0)
 		noise_x = 0;
+	lr->c_w = range_sq > 0 ? frob_t / range_sq : NAN;
+	lr->alignment = lr->signal > 0 ? lr->signal / (frob_t * ev->trace_xt) : NAN;
 	lr->predicted.weight_db = ratio_db(lr->signal, noise_w);
 	lr->predicted.act_db = ratio_db(lr->signal, noise_x);
 	lr->predicted.total_db = ratio_db(lr->signal, noise_w + noise_x);
@@ -665,8 +936,6 @@ evaluate_layer(struct evaluation *ev, int l, const struct site_layer *layer,
 	site_sums[SUM_MEAS_BOTH] += meas[3];
 	site_sums[SUM_MEAS_W] += meas[1];
 	site_sums[SUM_MEAS_X] += meas[2];
-	free(wt);
-	free(q);
 	free(row_clip);
 	return 0;
 }
@@ -760,10 +1029,6 @@ evaluation_free(struct evaluation *ev)
 {
 	free(ev->sx_t);
 	free(ev->diag_t);
-	free(ev->xt);
-	free(ev->xq);
-	free(ev->x);
-	free(ev->dx);
 	free(ev->act_var);
 	for (int l = 0; l < SITE_LAYERS_MAX; l++) {
 		free(ev->clean[l]);
@@ -778,6 +1043,7 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 			  struct error *err)
 {
 	struct engine_options defaults;
+	struct engine_scratch own_scratch = { 0 };
 	struct evaluation ev = { .stats = stats, .layers = layers, .t = t, .qc = qc,
 				 .d = stats->dim };
 
@@ -791,6 +1057,7 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 	}
 	ev.invariants = opt->invariants;
 	ev.parts = opt->measure_parts;
+	ev.scratch = opt->scratch != NULL ? opt->scratch : &own_scratch;
 	if (ev.invariants != NULL && !ev.invariants->has_signal)
 		engine_invariants_release(ev.invariants);
 	memset(out, 0, sizeof(*out));
@@ -804,23 +1071,30 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 		return -1;
 	if (quant_params_check(&qc->weight, err) < 0 || quant_params_check(&qc->act, err) < 0)
 		return -1;
-	for (int64_t i = 0; i < (int64_t)d * d; i++)
-		if (!isfinite(stats->second_moment[i]))
-			return error_set(err, "second moment of the site has NaN or Inf at (%d, %d); "
-					      "recalibrate", (int)(i / d), (int)(i % d));
+	/* Invariants are kept only for statistics that passed this check. */
+	if (ev.invariants == NULL || !ev.invariants->has_signal)
+		for (int64_t i = 0; i < (int64_t)d * d; i++)
+			if (!isfinite(stats->second_moment[i]))
+				return error_set(err, "second moment of the site has NaN or Inf at "
+						      "(%d, %d); recalibrate", (int)(i / d), (int)(i % d));
 
 	/* Sx, its transformed version and their traces. */
 	ev.diag_t = alloc_array(d, sizeof(*ev.diag_t));
-	if (ev.invariants != NULL && ev.invariants->diag_t != NULL &&
-	    transform_spec_equal(&ev.invariants->diag_spec, &t->spec)) {
-		memcpy(ev.diag_t, ev.invariants->diag_t, sizeof(*ev.diag_t) * d);
-	} else {
-		transform_conjugate_diagonal(t, stats->second_moment, ev.diag_t);
-		if (ev.invariants != NULL) {
-			free(ev.invariants->diag_t);
-			ev.invariants->diag_t = alloc_array(d, sizeof(*ev.diag_t));
-			memcpy(ev.invariants->diag_t, ev.diag_t, sizeof(*ev.diag_t) * d);
-			ev.invariants->diag_spec = t->spec;
+	{
+		const double *kept = ev.invariants != NULL
+					     ? engine_invariants_diagonal(ev.invariants, &t->spec, d)
+					     : NULL;
+
+		if (kept != NULL) {
+			memcpy(ev.diag_t, kept, sizeof(*ev.diag_t) * d);
+		} else {
+			transform_conjugate_diagonal(t, stats->second_moment, ev.diag_t);
+			if (ev.invariants != NULL) {
+				double *copy = alloc_array(d, sizeof(*copy));
+
+				memcpy(copy, ev.diag_t, sizeof(*copy) * d);
+				engine_invariants_keep_diagonal(ev.invariants, &t->spec, d, copy);
+			}
 		}
 	}
 	if (qc->weight.bits > 0 && (qc->clip_search || qc->rounding == QUANT_GPTQ)) {
@@ -899,6 +1173,7 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 	rc = 0;
 out:
 	evaluation_free(&ev);
+	engine_scratch_release(&own_scratch);
 	return rc;
 }
 

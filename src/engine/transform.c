@@ -8,11 +8,12 @@
 #include "catscope/alloc.h"
 #include "catscope/linalg.h"
 #include "catscope/log.h"
+#include "catscope/parallel.h"
 #include "catscope/transform.h"
 
-/* Rows per pass when applying a transform: a chunk stays in cache while all its blocks
- * are transformed, and it bounds the scratch buffer. */
-#define APPLY_CHUNK_ROWS 128
+/* Rows per product when a dense stage runs in place: the chunk bounds the buffer
+ * that each block's product goes through. */
+#define APPLY_CHUNK_ROWS 512
 
 int
 site_layers_check(const struct site_layers *layers, int dim, struct error *err)
@@ -101,19 +102,32 @@ build_smooth(const struct site_stats *stats, const struct site_layers *layers,
 
 /* Sw for the columns [start, start + s): the sum over layers of W_b^T W_b (double). */
 static void
-weight_block_moment(const struct site_layers *layers, int dim, int start, int s, double *out)
+weight_block_moment(const struct site_layers *layers, int dim, int start, int s, double *wb,
+		    double *out)
 {
 	memset(out, 0, sizeof(*out) * s * s);
 	for (int l = 0; l < layers->count; l++) {
 		int rows = layers->layer[l].rows;
-		double *wb = alloc_array((size_t)rows * s, sizeof(*wb));
 
 		for (int64_t r = 0; r < rows; r++)
 			for (int i = 0; i < s; i++)
 				wb[r * s + i] = layers->layer[l].weight[r * dim + start + i];
 		linalg_dsyrk_t(s, rows, 1.0, wb, s, 1.0, out, s);
-		free(wb);
 	}
+}
+
+/* Buffer for weight_block_moment: the largest layer's rows times k doubles. One buffer
+ * serves every block, because a fresh one per block spent more time in page faults than
+ * in the product. */
+static double *
+weight_block_buffer(const struct site_layers *layers, int k)
+{
+	int rows = 1;
+
+	for (int l = 0; l < layers->count; l++)
+		if (layers->layer[l].rows > rows)
+			rows = layers->layer[l].rows;
+	return alloc_array((size_t)rows * k, sizeof(double));
 }
 
 static void
@@ -157,11 +171,12 @@ set_identity(float *a, int s)
 		a[(int64_t)i * s + i] = 1;
 }
 
-/* Block b of CAT: B_b = G_b^{1/2}, B_b^{-T} = G_b^{-1/2}. */
+/* Block b of CAT: B_b = G_b^{1/2}, B_b^{-T} = G_b^{-1/2}. Adds
+ * TRANSFORM_FLAG_DEGENERATE_BLOCK to *flags for a block left as the identity. */
 static int
 build_cat_block(const struct site_stats *stats, const struct site_layers *layers,
-		struct transform *t, int start, int s, float *dense, float *inv_t,
-		struct error *err)
+		const struct transform *t, int start, int s, double *wb, float *dense,
+		float *inv_t, unsigned *flags, struct error *err)
 {
 	int d = t->dim;
 	size_t ss = (size_t)s * s;
@@ -175,13 +190,13 @@ build_cat_block(const struct site_stats *stats, const struct site_layers *layers
 	for (int64_t i = 0; i < s; i++)
 		memcpy(sx + i * s, stats->second_moment + (start + i) * d + start,
 		       sizeof(*sx) * s);
-	weight_block_moment(layers, d, start, s, sw);
+	weight_block_moment(layers, d, start, s, wb, sw);
 	mx = linalg_mean_diag(s, sx, s);
 	mw = linalg_mean_diag(s, sw, s);
 	if (!(mx > 0 && mw > 0) || !isfinite(mx) || !isfinite(mw)) {
 		set_identity(dense, s);
 		set_identity(inv_t, s);
-		t->flags |= TRANSFORM_FLAG_DEGENERATE_BLOCK;
+		*flags |= TRANSFORM_FLAG_DEGENERATE_BLOCK;
 		goto out;
 	}
 	for (int64_t i = 0; i < s; i++) {
@@ -205,15 +220,20 @@ out:
 	return rc;
 }
 
+/* NOTE: the blocks are built one after another. Building them on several threads made
+ * the build about three times slower on 2 cores (bench_site, OpenBLAS 0.3.21), because
+ * the concurrent LAPACK calls contend with OpenBLAS's own threads. */
 static int
 build_dense_blocks(const struct site_stats *stats, const struct site_layers *layers,
 		   struct transform *t, int k, struct error *err)
 {
-	int d = t->dim, nb = block_count(d, k);
+	int d = t->dim, nb = block_count(d, k), rc = 0;
+	double *wb;
 
 	if (k > TRANSFORM_DENSE_MAX)
 		return error_set(err, "dense transform blocks of %d channels exceed the limit "
 				      "of %d; use a smaller block", k, TRANSFORM_DENSE_MAX);
+	wb = t->spec.kind == TRANSFORM_CAT ? weight_block_buffer(layers, k) : NULL;
 	t->dense_block = k;
 	t->dense = alloc_array((size_t)nb * k * k, sizeof(*t->dense));
 	t->dense_inv_t = alloc_array((size_t)nb * k * k, sizeof(*t->dense_inv_t));
@@ -226,18 +246,19 @@ build_dense_blocks(const struct site_stats *stats, const struct site_layers *lay
 			double *q = alloc_array((size_t)s * s, sizeof(*q));
 			uint64_t seed = t->spec.seed + 0x9e3779b97f4a7c15ull * (uint64_t)b;
 
-			if (linalg_random_orthogonal(s, seed, q, err) < 0) {
-				free(q);
-				return -1;
-			}
-			for (int64_t i = 0; i < (int64_t)s * s; i++)
+			rc = linalg_random_orthogonal(s, seed, q, err);
+			for (int64_t i = 0; rc == 0 && i < (int64_t)s * s; i++)
 				blk[i] = inv[i] = (float)q[i];
 			free(q);
-		} else if (build_cat_block(stats, layers, t, start, s, blk, inv, err) < 0) {
-			return -1;
+		} else {
+			rc = build_cat_block(stats, layers, t, start, s, wb, blk, inv, &t->flags,
+					     err);
 		}
+		if (rc < 0)
+			break;
 	}
-	return 0;
+	free(wb);
+	return rc;
 }
 
 int
@@ -294,28 +315,78 @@ fail:
 	return -1;
 }
 
-/* Dense stage on n rows (stride d): x_b <- blocks_b x_b, i.e. X_b <- X_b blocks_b^T.
- * When the Hadamard stage has the same blocks (CAT), it runs on each product while
- * the product is in cache, and *hadamard_done is set. */
+bool
+transform_is_identity(const struct transform *t)
+{
+	return t->scale == NULL && t->dense_block == 0 && t->hadamard_block == 0;
+}
+
+/* Below this many elements a pass runs on the caller's thread. */
+#define APPLY_PARALLEL_MIN (1 << 16)
+
+static int
+apply_parts(int64_t n, int d)
+{
+	return n * d >= APPLY_PARALLEL_MIN ? PARALLEL_PARTS : 1;
+}
+
+struct scale_pass {
+	const float *src;
+	float *dst;
+	const float *scale;
+	int d;
+	bool divide;           /* the weight side divides by the scale */
+};
+
 static void
-apply_dense(const struct transform *t, const float *blocks, float *x, int64_t n,
-	    bool *hadamard_done)
+scale_part(void *ctx, int part, int64_t begin, int64_t end)
+{
+	const struct scale_pass *sp = ctx;
+	int d = sp->d;
+
+	(void)part;
+	for (int64_t r = begin; r < end; r++) {
+		const float *in = sp->src + r * d;
+		float *out = sp->dst + r * d;
+
+		if (sp->divide)
+			for (int i = 0; i < d; i++)
+				out[i] = in[i] / sp->scale[i];
+		else
+			for (int i = 0; i < d; i++)
+				out[i] = in[i] * sp->scale[i];
+	}
+}
+
+/* Dense stage on n rows (stride d): x_b <- blocks_b x_b, that is X_b <- X_b blocks_b^T.
+ * Out of place each block is one product over all rows. In place a chunk of rows goes
+ * through a buffer. */
+static void
+apply_dense(const struct transform *t, const float *blocks, const float *src, float *dst,
+	    int64_t n)
 {
 	int d = t->dim, k = t->dense_block, nb = block_count(d, k);
-	float *tmp = alloc_array((size_t)APPLY_CHUNK_ROWS * k, sizeof(*tmp));
+	float *tmp;
 
-	*hadamard_done = t->hadamard_block == k;
+	if (src != dst) {
+		for (int b = 0; b < nb; b++) {
+			int start = b * k, s = start + k <= d ? k : d - start;
+
+			linalg_sgemm(false, true, (int)n, s, s, 1.0f, src + start, d,
+				     blocks + block_storage_offset(d, k, b), s, 0.0f, dst + start, d);
+		}
+		return;
+	}
+	tmp = alloc_array((size_t)APPLY_CHUNK_ROWS * k, sizeof(*tmp));
 	for (int64_t r0 = 0; r0 < n; r0 += APPLY_CHUNK_ROWS) {
 		int rows = (int)(n - r0 < APPLY_CHUNK_ROWS ? n - r0 : APPLY_CHUNK_ROWS);
 
 		for (int b = 0; b < nb; b++) {
 			int start = b * k, s = start + k <= d ? k : d - start;
-			float *xb = x + r0 * d + start;
+			float *xb = dst + r0 * d + start;
 
 			linalg_sgemm(false, true, rows, s, s, 1.0f, xb, d,
 				     blocks + block_storage_offset(d, k, b), s, 0.0f, tmp, s);
-			if (*hadamard_done)
-				linalg_hadamard_rows(tmp, rows, s, s, false);
 			for (int r = 0; r < rows; r++)
 				memcpy(xb + (int64_t)r * d, tmp + (int64_t)r * s, sizeof(*tmp) * s);
 		}
@@ -323,56 +394,58 @@ apply_dense(const struct transform *t, const float *blocks, float *x, int64_t n,
 	free(tmp);
 }
 
-/* Hadamard stage on n rows, a chunk of rows at a time so that every block of a row is
- * transformed while the row is in cache. */
+/* The stages D, B and H in turn, each reading what the previous one wrote, so that
+ * only the first reads src. weights selects T^{-T} (per row: W T^{-1}). */
 static void
-apply_hadamard(const struct transform *t, float *x, int64_t n)
+apply_stages(const struct transform *t, bool weights, const float *src, float *dst,
+	     int64_t n)
 {
-	int d = t->dim, k = t->hadamard_block;
+	int d = t->dim;
+	const float *cur = src;
 
-	for (int64_t r0 = 0; r0 < n; r0 += APPLY_CHUNK_ROWS) {
-		int rows = (int)(n - r0 < APPLY_CHUNK_ROWS ? n - r0 : APPLY_CHUNK_ROWS);
+	if (t->scale != NULL) {
+		struct scale_pass sp = { .src = cur, .dst = dst, .scale = t->scale, .d = d,
+					 .divide = weights };
 
-		for (int start = 0; start < d; start += k) {
-			int s = start + k <= d ? k : d - start;
-
-			linalg_hadamard_rows(x + r0 * d + start, rows, d, s, false);
-		}
+		parallel_for(n, apply_parts(n, d), scale_part, &sp);
+		cur = dst;
 	}
+	if (t->dense_block > 0) {
+		apply_dense(t, weights ? t->dense_inv_t : t->dense, cur, dst, n);
+		cur = dst;
+	}
+	if (t->hadamard_block > 0) {
+		linalg_hadamard_blocks(cur, dst, n, d, d, t->hadamard_block, false);
+		cur = dst;
+	}
+	if (cur != dst)
+		memcpy(dst, cur, sizeof(*dst) * n * d);
 }
 
 void
 transform_apply_activations(const struct transform *t, float *x, int64_t n)
 {
-	int d = t->dim;
+	apply_stages(t, false, x, x, n);
+}
 
-	if (t->scale != NULL)
-		for (int64_t r = 0; r < n; r++)
-			for (int i = 0; i < d; i++)
-				x[r * d + i] *= t->scale[i];
-	bool hadamard_done = false;
-
-	if (t->dense_block > 0)
-		apply_dense(t, t->dense, x, n, &hadamard_done);
-	if (t->hadamard_block > 0 && !hadamard_done)
-		apply_hadamard(t, x, n);
+void
+transform_apply_activations_to(const struct transform *t, const float *x, float *out,
+			       int64_t n)
+{
+	apply_stages(t, false, x, out, n);
 }
 
 void
 transform_apply_weights(const struct transform *t, float *w, int64_t rows)
 {
-	int d = t->dim;
+	apply_stages(t, true, w, w, rows);
+}
 
-	if (t->scale != NULL)
-		for (int64_t r = 0; r < rows; r++)
-			for (int i = 0; i < d; i++)
-				w[r * d + i] /= t->scale[i];
-	bool hadamard_done = false;
-
-	if (t->dense_block > 0)
-		apply_dense(t, t->dense_inv_t, w, rows, &hadamard_done);
-	if (t->hadamard_block > 0 && !hadamard_done)
-		apply_hadamard(t, w, rows);
+void
+transform_apply_weights_to(const struct transform *t, const float *w, float *out,
+			   int64_t rows)
+{
+	apply_stages(t, true, w, out, rows);
 }
 
 /* In place, in tiles so that both the rows and the columns read stay in cache. */

@@ -10,6 +10,7 @@
 
 #include "catscope/alloc.h"
 #include "catscope/linalg.h"
+#include "catscope/parallel.h"
 
 bool
 linalg_is_pow2(int n)
@@ -97,38 +98,122 @@ fwht_strided(float *x, int p, int q)
 			x[i] *= norm;
 }
 
-/* Rows copied aside per batch for the DCT products. */
-#define HADAMARD_BATCH_ROWS 64
+/* Rows per DCT product: one product per batch keeps the calls large, and in place
+ * the batch is copied aside first. */
+#define HADAMARD_BATCH_ROWS 256
+/* Below this many elements the butterflies run on the caller's thread, because
+ * starting threads costs tens of microseconds. */
+#define HADAMARD_PARALLEL_MIN (1 << 16)
+
+/* The odd factor q of one block width and its DCT matrix (NULL when q = 1). */
+struct hadamard_factor {
+	int width, p, q;
+	float *dct;
+};
+
+static void
+hadamard_factor_init(struct hadamard_factor *f, int width)
+{
+	f->width = width;
+	f->p = linalg_pow2_factor(width);
+	f->q = width / f->p;
+	f->dct = f->q > 1 ? dct_matrix(f->q) : NULL;
+}
+
+/* Every q-segment s of a block becomes C s (or C^T s): the block's segments as the rows
+ * of a p x q matrix S give S C^T (or S C). out may equal x. */
+static void
+hadamard_dct(const float *x, float *out, int64_t rows, int64_t ld, int width, int block,
+	     const struct hadamard_factor *body, const struct hadamard_factor *tail,
+	     bool transpose)
+{
+	bool in_place = x == out;
+	float *seg = NULL;
+
+	if (in_place)
+		seg = alloc_array((size_t)HADAMARD_BATCH_ROWS * width, sizeof(*seg));
+	for (int64_t r0 = 0; r0 < rows; r0 += HADAMARD_BATCH_ROWS) {
+		int nr = rows - r0 < HADAMARD_BATCH_ROWS ? (int)(rows - r0) : HADAMARD_BATCH_ROWS;
+		const float *src = x + r0 * ld;
+		int64_t src_ld = ld;
+
+		if (in_place) {
+			for (int r = 0; r < nr; r++)
+				memcpy(seg + (int64_t)r * width, x + (r0 + r) * ld, sizeof(*seg) * width);
+			src = seg;
+			src_ld = width;
+		}
+		/* One block over contiguous rows: the segments of the whole batch form a
+		 * single (nr p) x q matrix. */
+		if (block == width && ld == width && src_ld == width) {
+			linalg_sgemm(false, !transpose, nr * body->p, body->q, body->q, 1.0f, src,
+				     body->q, body->dct, body->q, 0.0f, out + r0 * ld, body->q);
+			continue;
+		}
+		for (int r = 0; r < nr; r++)
+			for (int start = 0; start < width; start += block) {
+				const struct hadamard_factor *f = start + block <= width ? body : tail;
+
+				if (f->q == 1)
+					continue;
+				linalg_sgemm(false, !transpose, f->p, f->q, f->q, 1.0f,
+					     src + r * src_ld + start, f->q, f->dct, f->q, 0.0f,
+					     out + (r0 + r) * ld + start, f->q);
+			}
+	}
+	free(seg);
+}
+
+struct butterfly_pass {
+	const float *x;        /* source of the blocks no DCT wrote, or NULL in place */
+	float *out;
+	int64_t ld;
+	int width, block;
+	const struct hadamard_factor *body, *tail;
+};
+
+static void
+butterfly_part(void *ctx, int part, int64_t begin, int64_t end)
+{
+	const struct butterfly_pass *bp = ctx;
+
+	(void)part;
+	for (int64_t r = begin; r < end; r++)
+		for (int start = 0; start < bp->width; start += bp->block) {
+			const struct hadamard_factor *f = start + bp->block <= bp->width ? bp->body
+											 : bp->tail;
+			float *seg = bp->out + r * bp->ld + start;
+
+			if (bp->x != NULL && f->q == 1)
+				memcpy(seg, bp->x + r * bp->ld + start, sizeof(*seg) * f->width);
+			fwht_strided(seg, f->p, f->q);
+		}
+}
+
+void
+linalg_hadamard_blocks(const float *x, float *out, int64_t rows, int64_t ld, int width,
+		       int block, bool transpose)
+{
+	struct hadamard_factor body, tail;
+	struct butterfly_pass bp = { .x = x == out ? NULL : x, .out = out, .ld = ld,
+				     .width = width, .block = block, .body = &body,
+				     .tail = &tail };
+	int rest = width % block;
+
+	hadamard_factor_init(&body, block);
+	hadamard_factor_init(&tail, rest > 0 ? rest : block);
+	if (body.q > 1 || tail.q > 1)
+		hadamard_dct(x, out, rows, ld, width, block, &body, &tail, transpose);
+	parallel_for(rows, rows * width >= HADAMARD_PARALLEL_MIN ? PARALLEL_PARTS : 1,
+		     butterfly_part, &bp);
+	free(body.dct);
+	free(tail.dct);
+}
 
 void
 linalg_hadamard_rows(float *x, int rows, int ld, int width, bool transpose)
 {
-	int p = linalg_pow2_factor(width);
-	int q = width / p;
-	float *c = NULL, *seg = NULL;
-
-	if (q > 1) {
-		c = dct_matrix(q);
-		seg = alloc_array((size_t)HADAMARD_BATCH_ROWS * width, sizeof(*seg));
-	}
-	for (int r0 = 0; r0 < rows; r0 += HADAMARD_BATCH_ROWS) {
-		int nr = rows - r0 < HADAMARD_BATCH_ROWS ? rows - r0 : HADAMARD_BATCH_ROWS;
-
-		if (q > 1) {
-			/* Every q-segment s of a row becomes C s (or C^T s): the row's
-			 * segments as the rows of a p x q matrix S give S C^T (or S C). */
-			for (int r = 0; r < nr; r++)
-				memcpy(seg + (int64_t)r * width, x + (int64_t)(r0 + r) * ld,
-				       sizeof(*seg) * width);
-			for (int r = 0; r < nr; r++)
-				linalg_sgemm(false, !transpose, p, q, q, 1.0f, seg + (int64_t)r * width,
-					     q, c, q, 0.0f, x + (int64_t)(r0 + r) * ld, q);
-		}
-		for (int r = 0; r < nr; r++)
-			fwht_strided(x + (int64_t)(r0 + r) * ld, p, q);
-	}
-	free(c);
-	free(seg);
+	linalg_hadamard_blocks(x, x, rows, ld, width, width, transpose);
 }
 
 void

@@ -339,24 +339,25 @@ quant_fake_rows(float *x, int rows, int cols, int64_t ld, const struct quant_par
 			int32_t zero;
 
 			quant_group_step(row + start, n, p, clip, &step, &zero);
-			quant_fake_group(row + start, n, p, step, zero);
+			quant_fake_group(row + start, row + start, n, p, step, zero);
 		}
 	}
 }
 
 void
-quant_fake_group(float *v, int n, const struct quant_params *p, float step, int32_t zero)
+quant_fake_group(const float *v, float *out, int n, const struct quant_params *p, float step,
+		 int32_t zero)
 {
 	float lo, hi;
 
 	if (!code_range(p, zero, &lo, &hi)) {
 		for (int i = 0; i < n; i++)
-			v[i] = ((float)quant_code(v[i], p, step, zero) - (float)zero) * step;
+			out[i] = ((float)quant_code(v[i], p, step, zero) - (float)zero) * step;
 		return;
 	}
 	/* (code - zero) * step with code = q + zero is q * step exactly. */
 	for (int i = 0; i < n; i++)
-		v[i] = round_clamp(v[i] / step, lo, hi) * step;
+		out[i] = round_clamp(v[i] / step, lo, hi) * step;
 }
 
 void
