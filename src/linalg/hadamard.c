@@ -216,22 +216,29 @@ linalg_hadamard_rows(float *x, int rows, int ld, int width, bool transpose)
 	linalg_hadamard_blocks(x, x, rows, ld, width, width, transpose);
 }
 
-void
-linalg_hadamard_diagonal(const double *sigma, int64_t ld, int width, double *diag)
-{
-	int p = linalg_pow2_factor(width);
-	int q = width / p;
-	double *z = alloc_zeroed((size_t)p * q * q, sizeof(*z));
-	double *v = alloc_array(p, sizeof(*v));
-	float *c = q > 1 ? dct_matrix(q) : NULL;
+/* Largest total of per-part XOR-diagonal sums before linalg_hadamard_diagonal stops
+ * splitting its work: each part sums into its own p q^2 doubles. */
+#define HADAMARD_DIAGONAL_SPLIT_BYTES ((size_t)64 << 20)
 
-	/* With index i = a q + b, H = (H_p / sqrt(p)) (x) C, and H_p[a][c] H_p[a][c'] is
-	 * (-1)^popcount(a & (c ^ c')). So diag_(a,b) is 1/p times the Walsh-Hadamard
-	 * transform over m of (C Z_m C^T)_bb, where Z_m = sum_c S_(c, c^m) sums the q x q
-	 * blocks along the XOR diagonal m: d^2 additions in all. */
-	for (int64_t cb = 0; cb < p; cb++)
-		for (int e = 0; e < q; e++) {
-			const double *row = sigma + (cb * q + e) * ld;
+/* Sums the q x q blocks of sigma along XOR diagonals for the block rows [begin, end)
+ * into this part's own sums, so that parts never write the same memory. */
+struct diagonal_pass {
+	const double *sigma;
+	int64_t ld;
+	int p, q;
+	double *z;             /* parts x p q q */
+};
+
+static void
+diagonal_part(void *ctx, int part, int64_t begin, int64_t end)
+{
+	const struct diagonal_pass *dp = ctx;
+	int64_t p = dp->p, q = dp->q;
+	double *z = dp->z + part * p * q * q;
+
+	for (int64_t cb = begin; cb < end; cb++)
+		for (int64_t e = 0; e < q; e++) {
+			const double *row = dp->sigma + (cb * q + e) * dp->ld;
 
 			for (int64_t m = 0; m < p; m++) {
 				const double *block = row + (cb ^ m) * q;
@@ -241,6 +248,32 @@ linalg_hadamard_diagonal(const double *sigma, int64_t ld, int width, double *dia
 					zm[f] += block[f];
 			}
 		}
+}
+
+void
+linalg_hadamard_diagonal(const double *sigma, int64_t ld, int width, double *diag)
+{
+	int p = linalg_pow2_factor(width);
+	int q = width / p;
+	size_t z_size = (size_t)p * q * q;
+	int parts = p < PARALLEL_PARTS ? p : PARALLEL_PARTS;
+	struct diagonal_pass dp = { .sigma = sigma, .ld = ld, .p = p, .q = q };
+	double *z, *v = alloc_array(p, sizeof(*v));
+	float *c = q > 1 ? dct_matrix(q) : NULL;
+
+	/* With index i = a q + b, H = (H_p / sqrt(p)) (x) C, and H_p[a][c] H_p[a][c'] is
+	 * (-1)^popcount(a & (c ^ c')). So diag_(a,b) is 1/p times the Walsh-Hadamard
+	 * transform over m of (C Z_m C^T)_bb, where Z_m = sum_c S_(c, c^m) sums the q x q
+	 * blocks along the XOR diagonal m: d^2 additions in all. The parts split the block
+	 * rows c and add their sums in part order, so the result does not depend on the
+	 * thread count. */
+	if ((size_t)parts * z_size * sizeof(*z) > HADAMARD_DIAGONAL_SPLIT_BYTES)
+		parts = 1;
+	dp.z = z = alloc_zeroed((size_t)parts * z_size, sizeof(*z));
+	parallel_for(p, parts, diagonal_part, &dp);
+	for (int part = 1; part < parts; part++)
+		for (size_t i = 0; i < z_size; i++)
+			z[i] += z[(size_t)part * z_size + i];
 	for (int b = 0; b < q; b++) {
 		for (int64_t m = 0; m < p; m++) {
 			const double *zm = z + m * q * q;
