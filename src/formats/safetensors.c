@@ -146,25 +146,39 @@ safetensors_compare_name(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* Sorts the tensors by position and rejects any two that share bytes, because a
- * writer never produces that and a crafted file could use it to alias weights. */
+/* Sorts the tensors by position and checks that they tile the data section: two
+ * tensors that share bytes could alias weights, and bytes that belong to no tensor
+ * could hide another file. The format's README (huggingface/safetensors) requires a
+ * byte buffer "entirely indexed" without holes. Tensors of zero bytes may sit
+ * anywhere. */
 static int
-safetensors_check_overlap(struct safetensors_file *f, struct error *err)
+safetensors_check_layout(struct safetensors_file *f, struct error *err)
 {
 	const struct safetensors_tensor *previous = NULL;
+	const uint8_t *data = f->map + f->data_offset, *next = data;
+	uint64_t data_size = f->map_size - f->data_offset;
 
 	qsort(f->tensors, f->n_tensors, sizeof(*f->tensors), safetensors_compare_data);
 	for (size_t i = 0; i < f->n_tensors; i++) {
 		const struct safetensors_tensor *t = &f->tensors[i];
+		const uint8_t *begin = t->data;
 
 		if (t->size == 0)
 			continue;
-		if (previous != NULL &&
-		    (const uint8_t *)t->data < (const uint8_t *)previous->data + previous->size)
+		if (begin < next)
 			return safetensors_fail(f, err, "tensors '%s' and '%s' overlap in the data section",
 						previous->name, t->name);
+		if (begin > next)
+			return safetensors_fail(f, err, "bytes %" PRIu64 " to %" PRIu64 " of the data "
+						"section belong to no tensor (before '%s')",
+						(uint64_t)(next - data), (uint64_t)(begin - data), t->name);
+		next = begin + t->size;
 		previous = t;
 	}
+	if ((uint64_t)(next - data) != data_size)
+		return safetensors_fail(f, err, "bytes %" PRIu64 " to %" PRIu64 " at the end of the "
+					"data section belong to no tensor",
+					(uint64_t)(next - data), data_size);
 	return 0;
 }
 
@@ -189,7 +203,7 @@ safetensors_parse_tensors(struct safetensors_file *f, json_t *root, struct error
 		    safetensors_parse_offsets(f, name, json_object_get(value, "data_offsets"), t, err) != 0)
 			return -1;
 	}
-	if (safetensors_check_overlap(f, err) != 0)
+	if (safetensors_check_layout(f, err) != 0)
 		return -1;
 	qsort(f->tensors, f->n_tensors, sizeof(*f->tensors), safetensors_compare_name);
 	return 0;
