@@ -116,6 +116,13 @@ head -c 20000 "$text" >"$scratch/long-prompt.txt"
 expect_status 1 "--prompt: the prompt has " generate "$MODEL" --prompt "$(cat "$scratch/long-prompt.txt")" -n 1
 grep -q "has a context of 2048; shorten the prompt to at most 2047 tokens" "$err" ||
 	fail "generate with a long prompt: $(cat "$err")"
+# A prompt that leaves room for a few tokens only: generation stops at the context,
+# prints a message and exits with status 0.
+head -c 4240 "$text" >"$scratch/near-full-prompt.txt"
+expect_status 0 "tokens at the end of the context of $MODEL (2048 tokens with the prompt)" \
+	generate "$MODEL" --prompt "$(cat "$scratch/near-full-prompt.txt")" -n 100
+grep -q "stopped after [0-9]* of 100 tokens" "$err" ||
+	fail "generate up to the context: $(cat "$err")"
 "$CATSCOPE" eval "$MODEL" "$scratch/short.txt" --ctx 5 >/dev/null 2>"$scratch/err" ||
 	fail "eval of one exact window failed: $(cat "$scratch/err")"
 

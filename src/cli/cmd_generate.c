@@ -17,8 +17,8 @@ static const char generate_usage[] =
 	"most likely token at every step (temperature 0) and prints the text as it grows.\n"
 	"\n"
 	"  --prompt TEXT   text to continue\n"
-	"  -n N            tokens to generate (default 256); stops early at EOS or the\n"
-	"                  end of the model's context\n"
+	"  -n N            tokens to generate (default 256); stops early at EOS, or at\n"
+	"                  the end of the model's context with a message\n"
 	"\n"
 	"MODEL may be a directory written by catscope export; it then runs quantized, with\n"
 	"each site's transform applied online.\n";
@@ -124,6 +124,8 @@ cli_generate(int argc, char **argv)
 	size_t fed = n_ids;
 	int step_tokens = (int)n_ids;
 	const int32_t *step_input = ids;
+	int generated = 0;
+	bool at_eos = false;
 
 	for (int i = 0; i < n_new && cache->length + step_tokens <= capacity; i++) {
 		if (model_forward(model, NULL, ws, cache, step_input, step_tokens, logits,
@@ -133,9 +135,12 @@ cli_generate(int argc, char **argv)
 		}
 		int next = generate_argmax(logits + (size_t)(step_tokens - 1) * c->vocab_size, c->vocab_size);
 
-		if (next == tokenizer_eos_id(model->tokenizer))
+		if (next == tokenizer_eos_id(model->tokenizer)) {
+			at_eos = true;
 			break;
+		}
 		ids[fed++] = next;
+		generated++;
 		step_input = ids + fed - 1;
 		step_tokens = 1;
 
@@ -153,6 +158,14 @@ cli_generate(int argc, char **argv)
 	}
 	if (rc == 0)
 		putchar('\n');
+	/* A short output is expected at EOS, but at the end of the context it would look
+	 * like a bug without a word. */
+	if (rc == 0 && !at_eos && generated < n_new) {
+		fflush(stdout);
+		fprintf(stderr, "catscope: stopped after %d of %d tokens at the end of the context "
+			"of %s (%d tokens with the prompt)\n", generated, n_new, argv[optind],
+			c->context_length);
+	}
 	free(logits);
 	free(ids);
 	model_kv_cache_free(cache);
