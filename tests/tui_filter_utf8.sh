@@ -1,7 +1,8 @@
 #!/bin/sh
-# Types a non-ASCII filter into the explorer under tmux: the filter line must show
-# the characters as typed, Backspace must erase a whole character, and the filter
-# must match by the same text. Skips without tmux or a UTF-8 locale.
+# Types non-ASCII text into the explorer under tmux. The filter line must show the
+# characters as typed, Backspace must erase a whole character, and the filter must
+# match by the same text. The F2 prompt takes the same characters into the session
+# file name. Skips without tmux or a UTF-8 locale.
 . "$srcdir/tests/lib.sh"
 
 utf8_locale=$(locale -a 2>/dev/null | grep -i -m 1 -E '^(C|en_US)\.utf-?8$')
@@ -45,5 +46,21 @@ keys Enter
 [ "$(rows | wc -l)" -eq 5 ] || fail "Enter did not keep the filter"
 keys Escape
 [ "$(rows | wc -l)" -eq 20 ] || fail "Esc did not clear the filter: $(rows | wc -l) rows"
+keys q
+tm kill-session -t explorer 2>/dev/null
+
+# F2 with a non-ASCII name: Backspace erases the CJK character whole, and the file
+# gets the name as typed.
+tm new-session -d -s explorer -x 100 -y 30 -c "$scratch" "$CATSCOPE '$MODEL'; sleep 30" ||
+	fail "tmux could not start a session in $scratch"
+wait_for 'blk.4.ffn_down'
+wait_idle
+keys t F2 r 'é' '漢'
+wait_for 'save session as: ré漢_'
+keys BSpace
+wait_for 'save session as: ré_'
+keys Enter
+wait_for 'session saved to sessions/ré.json'
+[ -s "$scratch/sessions/ré.json" ] || fail "F2 did not write sessions/ré.json: $(ls "$scratch/sessions")"
 keys q
 exit 0

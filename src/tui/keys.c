@@ -231,8 +231,10 @@ open_view(struct tui *t, enum tui_view view)
 void
 tui_handle_text(struct tui *t, wchar_t ch)
 {
-	/* NOTE: the save and export prompts take ASCII only, so a non-ASCII character
-	 * typed there is dropped. */
+	if (t->prompt == TUI_PROMPT_SAVE_NAME || t->prompt == TUI_PROMPT_EXPORT_DIR) {
+		tui_line_append(t->prompt_input, sizeof(t->prompt_input), ch);
+		return;
+	}
 	if (t->prompt != TUI_PROMPT_NONE)
 		return;
 	if (t->editing_filter) {

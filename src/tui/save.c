@@ -212,17 +212,14 @@ tui_prompt_key(struct tui *t, int key)
 	case KEY_BACKSPACE:
 	case 127:
 	case 8:
-		if (n > 0)
-			t->prompt_input[n - 1] = '\0';
+		tui_line_erase_last(t->prompt_input);
 		break;
 	case 21: /* Ctrl-U clears the line, as in a shell */
 		t->prompt_input[0] = '\0';
 		break;
 	default:
-		if (key >= 32 && key < 127 && n + 1 < sizeof(t->prompt_input)) {
-			t->prompt_input[n] = (char)key;
-			t->prompt_input[n + 1] = '\0';
-		}
+		if (key >= 32 && key < 127)
+			tui_line_append(t->prompt_input, sizeof(t->prompt_input), (wchar_t)key);
 		break;
 	}
 }

@@ -292,6 +292,11 @@ bool tui_prompt_text(const struct tui *t, char *buf, size_t size);
 void tui_filter_key(struct tui *t, int key);
 /* Appends a typed non-ASCII character to the filter being edited. */
 void tui_filter_text(struct tui *t, wchar_t ch);
+/* Appends ch, encoded in the locale, to the string line (size bytes with the NUL).
+ * Returns false, leaving line as it was, when ch is not printable or does not fit. */
+bool tui_line_append(char *line, size_t size, wchar_t ch);
+/* Removes the last character of line, which may take several bytes. */
+void tui_line_erase_last(char *line);
 bool tui_filter_match(const struct tui *t, const struct tui_row *row);
 
 #endif
