@@ -9,9 +9,12 @@ for target in "$builddir"/fuzz/fuzz_*; do
 	found=1
 	# New inputs go to a scratch folder, so the seed corpus in the source tree stays as
 	# committed. A crashing input is kept in fuzz/crashes/ of the build tree.
-	mkdir -p "$scratch/$name" "$builddir/fuzz/crashes"
+	# TMPDIR points into the scratch folder as well, because libFuzzer ends a target that
+	# crashes or times out with _Exit. That skips the atexit handler that removes the
+	# target's catscope-fuzz-* directory.
+	mkdir -p "$scratch/$name" "$scratch/tmp" "$builddir/fuzz/crashes"
 	echo "$name: 20000 runs or 15 seconds"
-	if ! ASAN_OPTIONS=detect_leaks=1 "$target" -runs=20000 -max_total_time=15 \
+	if ! TMPDIR="$scratch/tmp" ASAN_OPTIONS=detect_leaks=1 "$target" -runs=20000 -max_total_time=15 \
 		-rss_limit_mb=2048 -artifact_prefix="$builddir/fuzz/crashes/$name-" \
 		"$scratch/$name" "$srcdir/fuzz/corpus/$name" >"$scratch/$name.log" 2>&1; then
 		tail -n 40 "$scratch/$name.log"

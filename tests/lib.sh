@@ -14,3 +14,8 @@ require_data() {
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/catscope-sh-XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
+# dash skips the EXIT trap when a signal ends the script, so these turn the signals into
+# an exit (status 128 + signal number) that runs it. tmux_lib.sh replaces only the EXIT trap.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM

@@ -200,7 +200,7 @@ negative_zero_prints_unsigned(void **state)
 static void
 atomic_write_replaces_file(void **state)
 {
-	const char *dir = testutil_scratch_dir();
+	const char *dir = *state;
 	char path[4200];
 	char buf[64];
 	struct error err;
@@ -211,14 +211,12 @@ atomic_write_replaces_file(void **state)
 	read_file(path, buf, sizeof(buf));
 	assert_string_equal(buf, "new data");
 	assert_int_equal(count_entries(dir), 1);
-	unlink(path);
-	rmdir(dir);
 }
 
 static void
 atomic_abort_keeps_old_file(void **state)
 {
-	const char *dir = testutil_scratch_dir();
+	const char *dir = *state;
 	char path[4200];
 	char buf[64];
 	struct atomic_file file;
@@ -233,8 +231,6 @@ atomic_abort_keeps_old_file(void **state)
 	read_file(path, buf, sizeof(buf));
 	assert_string_equal(buf, "old");
 	assert_int_equal(count_entries(dir), 1);
-	unlink(path);
-	rmdir(dir);
 }
 
 static void
@@ -250,7 +246,7 @@ atomic_write_missing_directory(void **state)
 static void
 atomic_write_read_only_directory(void **state)
 {
-	const char *dir = testutil_scratch_dir();
+	const char *dir = *state;
 	char path[4200];
 	char buf[64];
 	struct error err;
@@ -264,14 +260,12 @@ atomic_write_read_only_directory(void **state)
 	chmod(dir, 0755);
 	read_file(path, buf, sizeof(buf));
 	assert_string_equal(buf, "old");
-	unlink(path);
-	rmdir(dir);
 }
 
 static void
 atomic_write_file_size_limit(void **state)
 {
-	const char *dir = testutil_scratch_dir();
+	const char *dir = *state;
 	char path[4200];
 	char buf[64];
 	char big[1 << 16];
@@ -299,8 +293,6 @@ atomic_write_file_size_limit(void **state)
 	read_file(path, buf, sizeof(buf));
 	assert_string_equal(buf, "old");
 	assert_int_equal(count_entries(dir), 1);
-	unlink(path);
-	rmdir(dir);
 }
 
 static void
@@ -317,7 +309,7 @@ error_message_drops_control_bytes(void **state)
 static void
 atomic_write_special_destinations(void **state)
 {
-	const char *dir = testutil_scratch_dir();
+	const char *dir = *state;
 	char fifo[4200], target[4200], link[4200];
 	char buf[64];
 	struct stat st;
@@ -342,17 +334,12 @@ atomic_write_special_destinations(void **state)
 	read_file(target, buf, sizeof(buf));
 	assert_string_equal(buf, "new");
 	assert_int_equal(count_entries(dir), 3);
-
-	unlink(fifo);
-	unlink(link);
-	unlink(target);
-	rmdir(dir);
 }
 
 static void
 atomic_check_rejects_bad_destinations(void **state)
 {
-	const char *dir = testutil_scratch_dir();
+	const char *dir = *state;
 	char path[4200], fifo[4200], missing[4200], trailing[4200], under_file[4200];
 	char target[4200], link[4200];
 	struct error err;
@@ -389,17 +376,12 @@ atomic_check_rejects_bad_destinations(void **state)
 	assert_int_equal(atomic_check_destination(under_file, &err), -1);
 	assert_non_null(strstr(err.message, "is not a directory"));
 	assert_int_equal(count_entries(dir), 3);
-
-	unlink(fifo);
-	unlink(link);
-	unlink(target);
-	rmdir(dir);
 }
 
 static void
 atomic_check_read_only_directory(void **state)
 {
-	const char *dir = testutil_scratch_dir();
+	const char *dir = *state;
 	char path[4200];
 	struct error err;
 
@@ -410,7 +392,6 @@ atomic_check_read_only_directory(void **state)
 	assert_int_equal(atomic_check_destination(path, &err), -1);
 	assert_non_null(strstr(err.message, "cannot create files"));
 	chmod(dir, 0755);
-	rmdir(dir);
 }
 
 int
@@ -421,14 +402,14 @@ main(void)
 		cmocka_unit_test(error_append_adds_advice),
 		cmocka_unit_test(negative_zero_prints_unsigned),
 		cmocka_unit_test(error_message_drops_control_bytes),
-		cmocka_unit_test(atomic_write_replaces_file),
-		cmocka_unit_test(atomic_abort_keeps_old_file),
+		TESTUTIL_SCRATCH_TEST(atomic_write_replaces_file),
+		TESTUTIL_SCRATCH_TEST(atomic_abort_keeps_old_file),
 		cmocka_unit_test(atomic_write_missing_directory),
-		cmocka_unit_test(atomic_write_read_only_directory),
-		cmocka_unit_test(atomic_write_file_size_limit),
-		cmocka_unit_test(atomic_write_special_destinations),
-		cmocka_unit_test(atomic_check_rejects_bad_destinations),
-		cmocka_unit_test(atomic_check_read_only_directory),
+		TESTUTIL_SCRATCH_TEST(atomic_write_read_only_directory),
+		TESTUTIL_SCRATCH_TEST(atomic_write_file_size_limit),
+		TESTUTIL_SCRATCH_TEST(atomic_write_special_destinations),
+		TESTUTIL_SCRATCH_TEST(atomic_check_rejects_bad_destinations),
+		TESTUTIL_SCRATCH_TEST(atomic_check_read_only_directory),
 		cmocka_unit_test(parallel_for_splits_by_size),
 		cmocka_unit_test(parallel_for_uses_threads),
 	};

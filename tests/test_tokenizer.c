@@ -473,9 +473,8 @@ tokenizer_qwen3_reference_ids(void **state)
 /* Writes json as dir/tokenizer.json and asserts that loading fails with a message that
  * names the file and contains fragment. */
 static void
-expect_load_error(const char *json, const char *fragment)
+expect_load_error(const char *dir, const char *json, const char *fragment)
 {
-	const char *dir = testutil_scratch_dir();
 	char path[4200];
 	struct error err = {{0}};
 	struct tokenizer *tok;
@@ -491,25 +490,25 @@ expect_load_error(const char *json, const char *fragment)
 	if (strstr(err.message, path) == NULL || strstr(err.message, fragment) == NULL)
 		fail_msg("error \"%s\" should name %s and contain \"%s\"", err.message, path,
 			 fragment);
-	remove(path);
-	remove(dir);
 }
 
 static void
 tokenizer_hf_rejects_malformed(void **state)
 {
-	expect_load_error("{\"version\": \"1.0\"}", "\"model\"");
-	expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "Unigram");
-	expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1},"
-			  " \"merges\": [\"a b\"]}}", "merges[0]");
-	expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1,"
-			  " \"ab\": 2}, \"merges\": [[\"a\", \"b\"], [\"a\"]]}}", "merges[1]");
-	expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
-			  " \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Metaspace\"}}",
-			  "Metaspace");
-	expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
-			  " \"merges\": []}, \"normalizer\": {\"type\": \"NFKC\"}}", "NFKC");
-	expect_load_error("{\"model\": ", "invalid JSON");
+	const char *dir = *state;
+
+	expect_load_error(dir, "{\"version\": \"1.0\"}", "\"model\"");
+	expect_load_error(dir, "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "Unigram");
+	expect_load_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1},"
+			       " \"merges\": [\"a b\"]}}", "merges[0]");
+	expect_load_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1,"
+			       " \"ab\": 2}, \"merges\": [[\"a\", \"b\"], [\"a\"]]}}", "merges[1]");
+	expect_load_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
+			       " \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Metaspace\"}}",
+			       "Metaspace");
+	expect_load_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
+			       " \"merges\": []}, \"normalizer\": {\"type\": \"NFKC\"}}", "NFKC");
+	expect_load_error(dir, "{\"model\": ", "invalid JSON");
 }
 
 static double
@@ -570,11 +569,13 @@ tokenizer_hf_rejects_fifo(void **state)
 	const char *names[] = { "tokenizer.json", "tokenizer_config.json" };
 
 	for (int i = 0; i < 2; i++) {
-		const char *dir = testutil_scratch_dir();
-		char path[4200], source[4200], command[9000];
+		char dir[4200], path[8400], source[4200], command[17000];
 		struct error err;
 		struct tokenizer *tok;
 
+		/* Each case gets an empty directory of its own inside the scratch directory. */
+		snprintf(dir, sizeof(dir), "%s/case%d", (const char *)*state, i);
+		assert_int_equal(mkdir(dir, 0700), 0);
 		if (i == 1) {
 			snprintf(source, sizeof(source), "%s", testutil_data_path("hf-stories260K/tokenizer.json"));
 			snprintf(command, sizeof(command), "cp '%s' '%s/tokenizer.json'", source, dir);
@@ -588,8 +589,6 @@ tokenizer_hf_rejects_fifo(void **state)
 		assert_null(tok);
 		assert_non_null(strstr(err.message, "not a regular file"));
 		assert_non_null(strstr(err.message, names[i]));
-		snprintf(command, sizeof(command), "rm -rf '%s'", dir);
-		assert_int_equal(system(command), 0);
 	}
 }
 
@@ -604,8 +603,8 @@ main(void)
 		cmocka_unit_test(tokenizer_hf_stories_matches_spm),
 		cmocka_unit_test(tokenizer_mistral_reference_ids),
 		cmocka_unit_test(tokenizer_qwen3_reference_ids),
-		cmocka_unit_test(tokenizer_hf_rejects_malformed),
-		cmocka_unit_test(tokenizer_hf_rejects_fifo),
+		TESTUTIL_SCRATCH_TEST(tokenizer_hf_rejects_malformed),
+		TESTUTIL_SCRATCH_TEST(tokenizer_hf_rejects_fifo),
 		cmocka_unit_test(tokenizer_speed_on_wiki),
 	};
 
