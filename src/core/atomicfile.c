@@ -202,9 +202,18 @@ atomic_check_directory(const char *path, struct error *err)
 int
 atomic_check_destination(const char *path, struct error *err)
 {
+	struct stat st;
 	char *resolved;
 	int rc;
 
+	/* An existing destination that is not a regular file is the problem to report,
+	 * even when its directory is not writable (as /dev is not for a user). */
+	if (path[0] != '\0' && path[strlen(path) - 1] != '/' && lstat(path, &st) == 0) {
+		resolved = atomic_destination(path, err);
+		if (resolved == NULL)
+			return -1;
+		free(resolved);
+	}
 	if (atomic_check_directory(path, err) != 0)
 		return -1;
 	resolved = atomic_destination(path, err);
