@@ -168,6 +168,65 @@ worker_matches_fresh_computation(void **state)
 	synthetic_stats_free(&stats_b);
 }
 
+/* Waits until the idle worker keeps the diagonal of T Sx T^T for the full-width
+ * Hadamard at every site. */
+static void
+wait_for_hadamard_diagonals(struct analysis *a)
+{
+	struct transform_spec hadamard;
+	int missing = -1;
+
+	assert_int_equal(transform_spec_parse("hadamard", &hadamard, NULL), 0);
+	for (int tries = 0; tries < 6000; tries++) {
+		missing = -1;
+		pthread_mutex_lock(&a->lock);
+		for (int i = 0; i < a->n_sites && missing < 0; i++)
+			if (engine_invariants_diagonal(&a->sites[i].invariants, &hadamard,
+						       a->sites[i].result.dim) == NULL)
+				missing = i;
+		pthread_mutex_unlock(&a->lock);
+		if (missing < 0)
+			return;
+		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+	}
+	fail_msg("the idle worker kept no Hadamard diagonal for site %d within 60 s", missing);
+}
+
+/* Sites that already use CAT get the Hadamard diagonal prebuilt too, and a switch to
+ * the Hadamard that reuses it stores what a fresh computation stores. */
+static void
+prebuild_covers_sites_on_cat(void **state)
+{
+	static const char *const cat[] = { "cat", "cat", "cat", "cat" };
+	static const char *const hadamard[] = { "hadamard", "hadamard", "hadamard", "hadamard" };
+	struct synthetic_stats stats_a = { 0 }, stats_b = { 0 };
+	struct analysis *a, *b;
+	struct error err;
+
+	(void)state;
+	a = analysis_new(model, synthetic_site_stats, &stats_a);
+	stats_a.n_sites = a->n_sites;
+	stats_a.stats = alloc_zeroed(a->n_sites, sizeof(*stats_a.stats));
+	set_transforms(a, cat);
+	analysis_worker_start(a);
+	wait_for_worker(a);
+	wait_for_hadamard_diagonals(a);
+
+	set_transforms(a, hadamard);
+	wait_for_worker(a);
+	b = analysis_new(model, synthetic_site_stats, &stats_b);
+	stats_b.n_sites = b->n_sites;
+	stats_b.stats = alloc_zeroed(b->n_sites, sizeof(*stats_b.stats));
+	set_transforms(b, hadamard);
+	assert_int_equal(analysis_compute_all(b, &err), 0);
+	assert_same_results(a, b);
+
+	analysis_free(a);
+	analysis_free(b);
+	synthetic_stats_free(&stats_a);
+	synthetic_stats_free(&stats_b);
+}
+
 static int
 load_model(void **state)
 {
@@ -193,6 +252,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(worker_matches_fresh_computation),
+		cmocka_unit_test(prebuild_covers_sites_on_cat),
 	};
 
 	return cmocka_run_group_tests(tests, load_model, free_model);

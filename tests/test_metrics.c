@@ -868,6 +868,47 @@ diagonal_cache_evicts_oldest(void **state)
 	engine_invariants_release(&invariants);
 }
 
+/* A side kept in float (0 bits) adds no noise, so its SQNRs are +Inf and the totals
+ * equal the other side's. The identity uses the stored sample in place, and 400 tokens
+ * of width 256 are enough for the sample pass to run in parts. */
+static void
+unquantized_side_adds_no_noise(void **state)
+{
+	static const char *const specs[] = { "none", "hadamard" };
+	static const int rows[] = { 300, 200 };
+	struct fixture f;
+
+	(void)state;
+	fixture_init(&f, 256, 400, 2, rows, 20.0f, 15);
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct quant_config qc;
+		struct site_result res;
+
+		quant_config_default(&qc);
+		qc.act.bits = 0;
+		evaluate(&f, specs[i], &qc, NULL, &res);
+		assert_true(isinf(res.predicted.act_db) && res.predicted.act_db > 0);
+		assert_true(isinf(res.factorised.act_db) && res.factorised.act_db > 0);
+		assert_true(isinf(res.measured.act_db) && res.measured.act_db > 0);
+		assert_true(res.predicted.total_db == res.predicted.weight_db);
+		assert_true(isfinite(res.measured.weight_db));
+		rel_close(res.measured.total_db, res.measured.weight_db, 1e-4,
+			  "total and weight-only SQNR without activation quantization");
+
+		quant_config_default(&qc);
+		qc.weight.bits = 0;
+		evaluate(&f, specs[i], &qc, NULL, &res);
+		assert_true(isinf(res.predicted.weight_db) && res.predicted.weight_db > 0);
+		assert_true(isinf(res.factorised.weight_db) && res.factorised.weight_db > 0);
+		assert_true(isinf(res.measured.weight_db) && res.measured.weight_db > 0);
+		assert_true(res.predicted.total_db == res.predicted.act_db);
+		assert_true(isfinite(res.measured.act_db));
+		rel_close(res.measured.total_db, res.measured.act_db, 1e-4,
+			  "total and activation-only SQNR without weight quantization");
+	}
+	fixture_free(&f);
+}
+
 /* Without a sample, a transform leaves the activation noise unknown: the predictions that
  * need it are NaN and flagged, never +Inf. */
 static void
@@ -919,6 +960,7 @@ main(void)
 		cmocka_unit_test(skipped_parts_keep_total),
 		cmocka_unit_test(diagonal_cache_evicts_oldest),
 		cmocka_unit_test(no_sample_prediction_is_unknown),
+		cmocka_unit_test(unquantized_side_adds_no_noise),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

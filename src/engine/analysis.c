@@ -409,12 +409,12 @@ analysis_prebuild_diagonal(struct analysis *a, struct analysis_site *site,
 	engine_invariants_keep_diagonal(&site->invariants, &t->spec, stats->dim, diag);
 }
 
-/* Builds the default CAT transform of the first finished site that has none kept,
- * with the diagonals of T Sx T^T for it and for the full-width Hadamard. A switch to
- * either in the explorer then skips the eigendecompositions and the diagonal. Runs
- * only when the worker is idle and while the caches have room for it. Returns false
- * when there is nothing left to build. The caller holds the lock, which is released
- * during the build. */
+/* Prepares the first finished site not yet visited for a switch of transform: keeps
+ * the diagonal of T Sx T^T for the full-width Hadamard and, unless one is kept, builds
+ * the default CAT transform with its diagonal. A switch to either in the explorer then
+ * skips the eigendecompositions and the diagonal. Runs only when the worker is idle,
+ * and builds CAT only while the caches have room for it. Returns false when there is
+ * nothing left to build. The caller holds the lock, which is released during the build. */
 static bool
 analysis_prebuild_next(struct analysis *a)
 {
@@ -426,6 +426,7 @@ analysis_prebuild_next(struct analysis *a)
 	struct error err;
 	size_t total = 0;
 	int index = -1, dim;
+	bool build_cat = true;
 
 	transform_spec_parse("cat", &spec, NULL);
 	transform_spec_parse("hadamard", &hadamard_spec, NULL);
@@ -433,15 +434,16 @@ analysis_prebuild_next(struct analysis *a)
 		total += analysis_site_cache_bytes(&a->sites[i]);
 	for (int i = 0; i < a->n_sites && index < 0; i++) {
 		struct analysis_site *s = &a->sites[i];
-		bool present = false;
 
 		if (s->state != ANALYSIS_DONE || s->prebuilt)
 			continue;
-		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
-			present = present || (s->transform_used[j] != 0 && transform_spec_equal(&s->transforms[j].spec, &spec));
 		s->prebuilt = true;
-		if (!present)
-			index = i;
+		index = i;
+		/* A site whose CAT transform is kept needs no build, but still needs
+		 * the Hadamard diagonal. */
+		for (int j = 0; j < ANALYSIS_TRANSFORMS_KEPT; j++)
+			if (s->transform_used[j] != 0 && transform_spec_equal(&s->transforms[j].spec, &spec))
+				build_cat = false;
 	}
 	if (index < 0)
 		return false;
@@ -450,7 +452,7 @@ analysis_prebuild_next(struct analysis *a)
 	/* Two float copies of d x k blocks. */
 	if (total + 2 * sizeof(float) * (size_t)dim * transform_block_size(&spec, dim) >
 	    ANALYSIS_CACHE_BUDGET)
-		return true;
+		build_cat = false;
 	pthread_mutex_unlock(&a->lock);
 	analysis_site_layers(a, index, &layers);
 	stats = analysis_stats(a, site, dim, &err);
@@ -464,7 +466,7 @@ analysis_prebuild_next(struct analysis *a)
 		pthread_mutex_unlock(&a->lock);
 		transform_free(&hadamard);
 	}
-	if (transform_build(&spec, stats, &layers, &t, &err) == 0) {
+	if (build_cat && transform_build(&spec, stats, &layers, &t, &err) == 0) {
 		pthread_mutex_lock(&a->lock);
 		analysis_prebuild_diagonal(a, site, stats, &t);
 		analysis_keep_transform(a, site, &t);

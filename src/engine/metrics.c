@@ -500,7 +500,9 @@ sample_pass_part(void *ctx, int part, int64_t begin, int64_t end)
 	memset(var_sum, 0, sizeof(*var_sum) * d);
 	for (int64_t tok = begin; tok < end; tok++) {
 		const float *x = sp->xt + tok * d;
-		float *xq = sp->xq + tok * d;
+		/* Without activation quantization xq is NULL, and C makes even NULL + 0
+		 * undefined. */
+		float *xq = sp->xq != NULL ? sp->xq + tok * d : NULL;
 		float range = row_range(x, d, ap->mode);
 
 		norm_sum += sum_squares(x, d);
