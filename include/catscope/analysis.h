@@ -78,7 +78,7 @@ struct analysis {
 	unsigned completed;            /* results finished or refined, for pollers */
 	unsigned long tick;            /* evaluations so far, for last_used */
 	struct engine_scratch worker_scratch; /* the worker's own; released when idle */
-	struct site_stats *isotropic;  /* per width, when there is no calibration */
+	struct site_stats **isotropic; /* per width, when there is no calibration */
 	int n_isotropic;
 };
 

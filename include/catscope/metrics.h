@@ -54,13 +54,6 @@
  * double flops. bench_site reports what it costs at d = 4096. */
 #define METRICS_FULL_LIMIT_DEFAULT 4096
 
-/* The parts of a site's diagnostics that no transform or quantizer changes: each
- * layer's signal tr(W Sx W^T), its outputs Y = X W^T on the sample, and the best
- * alignments. The signal and the best alignments cost about one m x d x d product and
- * Y one GEMM. Together that is several times the rest of an evaluation, so a caller
- * that evaluates one site again and again (the explorer) keeps them here. Valid only for the
- * statistics and weights they were computed from. The outputs are heap memory: release
- * them with engine_invariants_release; copying the struct copies only the pointers. */
 /* Diagonals of T Sx T^T kept per site, one per transform. Each costs d doubles. At a
  * full-width Hadamard of d = 14336 computing one costs about half a sample GEMM
  * (bench_site), so switching back and forth between transforms should not repeat it. */
@@ -72,6 +65,13 @@ struct engine_diagonal {
 	unsigned long used;    /* for least-recently-used replacement */
 };
 
+/* The parts of a site's diagnostics that no transform or quantizer changes: each
+ * layer's signal tr(W Sx W^T), its outputs Y = X W^T on the sample, and the best
+ * alignments. The signal and the best alignments cost about one m x d x d product and
+ * Y one GEMM. Together that is several times the rest of an evaluation, so a caller
+ * that evaluates one site again and again (the explorer) keeps them here. Valid only for the
+ * statistics and weights they were computed from. The outputs are heap memory: release
+ * them with engine_invariants_release; copying the struct copies only the pointers. */
 struct engine_invariants {
 	bool has_signal;
 	double signal[SITE_LAYERS_MAX];

@@ -84,9 +84,10 @@ analysis_free(struct analysis *a)
 			transform_free(&a->sites[i].transforms[j]);
 	}
 	for (int i = 0; i < a->n_isotropic; i++) {
-		free(a->isotropic[i].second_moment);
-		free(a->isotropic[i].mean);
-		free(a->isotropic[i].absmax);
+		free(a->isotropic[i]->second_moment);
+		free(a->isotropic[i]->mean);
+		free(a->isotropic[i]->absmax);
+		free(a->isotropic[i]);
 	}
 	free(a->isotropic);
 	pthread_mutex_destroy(&a->lock);
@@ -96,19 +97,25 @@ analysis_free(struct analysis *a)
 }
 
 /* Statistics of isotropic unit-variance activations of width d: what the analysis
- * assumes when there is no calibration. */
+ * assumes when there is no calibration. The worker and a comparison may ask at once,
+ * so the list is extended under the lock, and each entry stays where it was
+ * allocated while other threads read it. The caller does not hold the lock. */
 static const struct site_stats *
 analysis_isotropic_stats(struct analysis *a, int dim)
 {
 	struct site_stats *s;
 
+	pthread_mutex_lock(&a->lock);
 	for (int i = 0; i < a->n_isotropic; i++) {
-		if (a->isotropic[i].dim == dim)
-			return &a->isotropic[i];
+		if (a->isotropic[i]->dim == dim) {
+			s = a->isotropic[i];
+			pthread_mutex_unlock(&a->lock);
+			return s;
+		}
 	}
 	a->isotropic = alloc_resize(a->isotropic, (size_t)a->n_isotropic + 1, sizeof(*a->isotropic));
-	s = &a->isotropic[a->n_isotropic++];
-	memset(s, 0, sizeof(*s));
+	s = alloc_zeroed(1, sizeof(*s));
+	a->isotropic[a->n_isotropic++] = s;
 	s->dim = dim;
 	s->n_tokens = 1;
 	s->second_moment = alloc_zeroed((size_t)dim * dim, sizeof(double));
@@ -122,6 +129,7 @@ analysis_isotropic_stats(struct analysis *a, int dim)
 	/* A Gaussian token's expected squared range, roughly (2 sqrt(2 ln d))^2. */
 	s->mean_sq_range_sym = 8.0 * log((double)dim > 2 ? dim : 2);
 	s->mean_sq_range_asym = s->mean_sq_range_sym;
+	pthread_mutex_unlock(&a->lock);
 	return s;
 }
 
