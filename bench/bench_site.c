@@ -188,7 +188,7 @@ run(int d, int m, int n, int full_limit)
 	       "with parts\n");
 	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
 		const char *other = i == 0 ? specs[1] : specs[0];
-		double requant = INFINITY, kept = INFINITY, first = INFINITY, built = INFINITY;
+		double requant = INFINITY, switch_back = INFINITY, first = INFINITY, built = INFINITY;
 		double parts = INFINITY;
 
 		for (int round = 0; round < 2; round++) {
@@ -204,13 +204,13 @@ run(int d, int m, int n, int full_limit)
 			requant = fmin(requant, t_eval);
 			time_evaluation(&b, other, &qc, &opt, 1, &res, &ignored, &ignored);
 			time_evaluation(&b, specs[i], &qc, &opt, 1, &res, &t_build, &t_eval);
-			kept = fmin(kept, t_eval);
+			switch_back = fmin(switch_back, t_eval);
 			opt.measure_parts = true;
 			time_evaluation(&b, specs[i], &qc, &opt, 1, &res, &t_build, &t_eval);
 			parts = fmin(parts, t_eval);
 		}
 		printf("    %-9s %18.2f %16.2f %14.2f %7.2f %12.2f\n", specs[i], requant / ref,
-		       kept / ref, first / ref, built / ref, parts / ref);
+		       switch_back / ref, first / ref, built / ref, parts / ref);
 	}
 	snprintf(full, sizeof(full), isnan(res.best_full) ? "skipped" : "%.3g", res.best_full);
 	printf("  cat:128: A %.3g -> %.3g (A*_128 %.3g, A* %s), SQNR predicted %.2f dB, "

@@ -56,6 +56,17 @@ synthetic_site_stats(void *ctx, int block, enum site_kind kind, struct error *er
 	return st;
 }
 
+/* An analysis of the real model whose statistics come from stats, filled on demand. */
+static struct analysis *
+new_synthetic_analysis(struct synthetic_stats *stats)
+{
+	struct analysis *a = analysis_new(model, synthetic_site_stats, stats);
+
+	stats->n_sites = a->n_sites;
+	stats->stats = alloc_zeroed(a->n_sites, sizeof(*stats->stats));
+	return a;
+}
+
 static void
 synthetic_stats_free(struct synthetic_stats *s)
 {
@@ -128,16 +139,12 @@ worker_matches_fresh_computation(void **state)
 	struct quant_config qc;
 	struct error err;
 
-	a = analysis_new(model, synthetic_site_stats, &stats_a);
-	stats_a.n_sites = a->n_sites;
-	stats_a.stats = alloc_zeroed(a->n_sites, sizeof(*stats_a.stats));
+	a = new_synthetic_analysis(&stats_a);
 	set_transforms(a, first);
 	analysis_worker_start(a);
 	wait_for_worker(a);
 
-	b = analysis_new(model, synthetic_site_stats, &stats_b);
-	stats_b.n_sites = b->n_sites;
-	stats_b.stats = alloc_zeroed(b->n_sites, sizeof(*stats_b.stats));
+	b = new_synthetic_analysis(&stats_b);
 	set_transforms(b, first);
 	assert_int_equal(analysis_compute_all(b, &err), 0);
 	assert_same_results(a, b);
@@ -154,9 +161,7 @@ worker_matches_fresh_computation(void **state)
 	analysis_free(b);
 	synthetic_stats_free(&stats_b);
 	memset(&stats_b, 0, sizeof(stats_b));
-	b = analysis_new(model, synthetic_site_stats, &stats_b);
-	stats_b.n_sites = b->n_sites;
-	stats_b.stats = alloc_zeroed(b->n_sites, sizeof(*stats_b.stats));
+	b = new_synthetic_analysis(&stats_b);
 	analysis_set_quant(b, &qc);
 	set_transforms(b, second);
 	assert_int_equal(analysis_compute_all(b, &err), 0);
@@ -205,9 +210,7 @@ prebuild_covers_sites_on_cat(void **state)
 	struct error err;
 
 	(void)state;
-	a = analysis_new(model, synthetic_site_stats, &stats_a);
-	stats_a.n_sites = a->n_sites;
-	stats_a.stats = alloc_zeroed(a->n_sites, sizeof(*stats_a.stats));
+	a = new_synthetic_analysis(&stats_a);
 	set_transforms(a, cat);
 	analysis_worker_start(a);
 	wait_for_worker(a);
@@ -215,9 +218,7 @@ prebuild_covers_sites_on_cat(void **state)
 
 	set_transforms(a, hadamard);
 	wait_for_worker(a);
-	b = analysis_new(model, synthetic_site_stats, &stats_b);
-	stats_b.n_sites = b->n_sites;
-	stats_b.stats = alloc_zeroed(b->n_sites, sizeof(*stats_b.stats));
+	b = new_synthetic_analysis(&stats_b);
 	set_transforms(b, hadamard);
 	assert_int_equal(analysis_compute_all(b, &err), 0);
 	assert_same_results(a, b);

@@ -603,8 +603,8 @@ invariants_reuse_matches_fresh(void **state)
 }
 
 /* Passes split into parts by size alone, and scratch buffers carry nothing from one
- * evaluation to the next: one thread without scratch, three threads with a scratch
- * that a wider site grew first, and the same again must all give the same bits. */
+ * evaluation to the next. So one thread without scratch must give the same bits as
+ * three threads with a scratch that a wider site grew first, twice over. */
 static void
 threads_and_scratch_keep_results(void **state)
 {
@@ -851,12 +851,12 @@ diagonal_cache_evicts_oldest(void **state)
 	engine_invariants_keep_diagonal(&invariants, &spec[4], 8, diag);
 	assert_null(engine_invariants_diagonal(&invariants, &spec[1], 8));
 	for (int i = 0; i < 5; i++) {
-		const double *kept = engine_invariants_diagonal(&invariants, &spec[i], 8);
+		const double *stored = engine_invariants_diagonal(&invariants, &spec[i], 8);
 
 		if (i == 1)
 			continue;
-		assert_non_null(kept);
-		assert_true(kept[0] == i);
+		assert_non_null(stored);
+		assert_true(stored[0] == i);
 	}
 	/* Keeping a spec again replaces its own entry. */
 	diag = alloc_array(8, sizeof(*diag));

@@ -94,10 +94,10 @@ int linalg_pow2_factor(int n);
 /* Applies H_width (see the top of this file) to the segment x[r*ld + 0 .. width-1] of
  * each of rows rows, in place. With transpose, applies H_width^T. */
 void linalg_hadamard_rows(float *x, int rows, int ld, int width, bool transpose);
-/* Applies H_block to each block of block columns of the first width columns of every
- * row (the last block may be narrower and gets its own H) and writes the result into
- * out, which has the layout of x and may equal it. Splits the butterflies across
- * threads (parallel.h) for large inputs. */
+/* Applies H_block to each block of the first width columns of every row and writes
+ * the result into out, which has the layout of x and may equal it. The last block may
+ * be narrower and gets its own H. Large inputs split the butterflies across threads
+ * (parallel.h). */
 void linalg_hadamard_blocks(const float *x, float *out, int64_t rows, int64_t ld, int width,
 			    int block, bool transpose);
 /* Writes the dense width x width matrix H_width (row-major), for tests and export. */

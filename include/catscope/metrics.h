@@ -95,8 +95,8 @@ size_t engine_invariants_bytes(const struct engine_invariants *inv);
 /* The kept diagonal of T Sx T^T for spec at width dim, or NULL; marks it used. */
 const double *engine_invariants_diagonal(struct engine_invariants *inv,
 					 const struct transform_spec *spec, int dim);
-/* Keeps diag (dim values, from malloc; inv takes ownership) as the diagonal for spec,
- * replacing the entry for spec or else the least recently used one. */
+/* Keeps diag (dim values from malloc, owned by inv afterwards) as the diagonal for
+ * spec. It replaces the entry for spec, or else the least recently used one. */
 void engine_invariants_keep_diagonal(struct engine_invariants *inv,
 				     const struct transform_spec *spec, int dim, double *diag);
 

@@ -21,6 +21,10 @@
 #define PARALLEL_THREADS_MAX 64
 #define PARALLEL_PARTS 16
 
+/* Below this many elements of work a loop runs on the caller's thread, because
+ * starting threads costs tens of microseconds. */
+#define PARALLEL_MIN_ELEMENTS (1 << 16)
+
 /* Runs one part: indices [begin, end) of the loop. */
 typedef void (*parallel_fn)(void *ctx, int part, int64_t begin, int64_t end);
 
@@ -31,6 +35,11 @@ int parallel_threads(void);
 /* Overrides parallel_threads (0 restores it); for tests and benchmarks, called before
  * other threads use the module. */
 void parallel_set_threads(int threads);
+
+/* The part count for a loop of n indices that touches elements values in all:
+ * min(PARALLEL_PARTS, n), or 1 below PARALLEL_MIN_ELEMENTS. It depends on the sizes
+ * only, so per-part sums added in part order give the same bits on any machine. */
+int parallel_parts(int64_t n, int64_t elements);
 
 /* Splits [0, n) into min(parts, n) contiguous parts of nearly equal length and runs
  * fn on each, the caller's thread included. Returns when every part has run. When a

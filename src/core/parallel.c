@@ -44,6 +44,14 @@ parallel_set_threads(int threads)
 	parallel_override = threads > PARALLEL_THREADS_MAX ? PARALLEL_THREADS_MAX : threads;
 }
 
+int
+parallel_parts(int64_t n, int64_t elements)
+{
+	if (elements < PARALLEL_MIN_ELEMENTS || n < 2)
+		return 1;
+	return n < PARALLEL_PARTS ? (int)n : PARALLEL_PARTS;
+}
+
 struct parallel_job {
 	parallel_fn fn;
 	void *ctx;

@@ -16,9 +16,6 @@
 #define TRACE_BLOCK 1024
 #define MEASURE_CHUNK 512
 #define FEW_TOKENS 16
-/* Below this many elements a pass runs on the caller's thread, because starting
- * threads costs tens of microseconds. */
-#define PARALLEL_MIN_ELEMENTS (1 << 16)
 
 /* Slots of engine_scratch. */
 enum {
@@ -344,7 +341,8 @@ struct evaluation {
 	int n;
 	bool outputs_ready;    /* the invariants keep Y of every layer for this sample */
 	double *act_var;       /* d: E[Delta_g(i)^2] / 12 over tokens */
-	float *clean[SITE_LAYERS_MAX]; /* weights with non-finite values as 0, on demand */
+	/* Copies with non-finite weights as 0, made on demand for layers that have any. */
+	float *clean[SITE_LAYERS_MAX];
 	float *output[SITE_LAYERS_MAX]; /* Y when not kept in the invariants */
 	int rows[SITE_LAYERS_MAX];
 };
@@ -381,9 +379,11 @@ static const float *
 clean_weights(struct evaluation *ev, int l)
 {
 	const struct site_layer *layer = &ev->layers->layer[l];
+	size_t size = (size_t)layer->rows * ev->d;
 
 	if (ev->clean[l] == NULL) {
-		size_t size = (size_t)layer->rows * ev->d;
+		if (all_finite(layer->weight, (int64_t)size))
+			return layer->weight;
 
 		ev->clean[l] = alloc_array(size, sizeof(*ev->clean[l]));
 		copy_finite(layer->weight, size, ev->clean[l]);
@@ -466,14 +466,6 @@ element_noise(float v, const struct quant_params *p, float step, int32_t zero)
 	return (double)step * step / 12;
 }
 
-/* Number of parts for a pass over count elements (see parallel.h): the split depends
- * on the sizes only, so results do not depend on the thread count. */
-static int
-pass_parts(int64_t count)
-{
-	return count >= PARALLEL_MIN_ELEMENTS ? PARALLEL_PARTS : 1;
-}
-
 /* One pass over the transformed sample, split by tokens: C(T x), the activation noise
  * per channel and the quantized copy, from one step per group. */
 struct sample_pass {
@@ -541,24 +533,24 @@ finite_sample(struct evaluation *ev)
 {
 	const struct site_stats *st = ev->stats;
 	int d = ev->d, n = 0;
-	float *kept;
+	float *finite;
 
 	if (all_finite(st->sample, (int64_t)st->n_sample * d)) {
 		ev->n = st->n_sample;
 		return st->sample;
 	}
 	ev->flags |= METRICS_FLAG_NONFINITE_SAMPLE;
-	kept = scratch_floats(ev->scratch, SCRATCH_SAMPLE_CLEAN, (size_t)st->n_sample * d);
+	finite = scratch_floats(ev->scratch, SCRATCH_SAMPLE_CLEAN, (size_t)st->n_sample * d);
 	for (int tok = 0; tok < st->n_sample; tok++) {
 		const float *x = st->sample + (int64_t)tok * d;
 
 		if (!all_finite(x, d))
 			continue;
-		memcpy(kept + (int64_t)n * d, x, sizeof(*x) * d);
+		memcpy(finite + (int64_t)n * d, x, sizeof(*x) * d);
 		n++;
 	}
 	ev->n = n;
-	return kept;
+	return finite;
 }
 
 /* Transforms and quantizes the finite sample tokens, and derives C(T x) and the
@@ -615,10 +607,10 @@ prepare_sample(struct evaluation *ev, struct site_result *out)
 	if (ap->bits > 0)
 		ev->xq = sp.xq = scratch_floats(ev->scratch, SCRATCH_SAMPLE_Q, (size_t)n * d);
 	sp.xt = ev->xt;
-	parts = pass_parts((int64_t)n * d);
+	parts = parallel_parts(n, (int64_t)n * d);
 	sp.act_var = alloc_array((size_t)parts * d, sizeof(*sp.act_var));
 	parallel_for(n, parts, sample_pass_part, &sp);
-	for (int p = 0; p < parts && p < n; p++) {
+	for (int p = 0; p < parts; p++) {
 		norm_sum += sp.norm[p];
 		range_sum += sp.range[p];
 		if (sp.constant[p])
@@ -781,7 +773,7 @@ weight_pass_run(struct weight_pass *wp, int rows, double *col_norm, double *rang
 		double *noise_w)
 {
 	const struct quant_params *p = &wp->ev->qc->weight;
-	int d = wp->ev->d, parts = pass_parts((int64_t)rows * d);
+	int d = wp->ev->d, parts = parallel_parts(rows, (int64_t)rows * d);
 	double *group_diag = NULL;
 
 	if (p->bits > 0) {
@@ -796,7 +788,7 @@ weight_pass_run(struct weight_pass *wp, int rows, double *col_norm, double *rang
 	parallel_for(rows, parts, weight_pass_part, wp);
 	memset(col_norm, 0, sizeof(*col_norm) * d);
 	*range_sq = *noise_w = 0;
-	for (int part = 0; part < parts && part < rows; part++) {
+	for (int part = 0; part < parts; part++) {
 		*range_sq += wp->range_sq[part];
 		*noise_w += wp->noise[part];
 		for (int i = 0; i < d; i++)
@@ -1083,12 +1075,12 @@ engine_evaluate_transform(const struct site_stats *stats, const struct site_laye
 	/* Sx, its transformed version and their traces. */
 	ev.diag_t = alloc_array(d, sizeof(*ev.diag_t));
 	{
-		const double *kept = ev.invariants != NULL
+		const double *stored = ev.invariants != NULL
 					     ? engine_invariants_diagonal(ev.invariants, &t->spec, d)
 					     : NULL;
 
-		if (kept != NULL) {
-			memcpy(ev.diag_t, kept, sizeof(*ev.diag_t) * d);
+		if (stored != NULL) {
+			memcpy(ev.diag_t, stored, sizeof(*ev.diag_t) * d);
 		} else {
 			transform_conjugate_diagonal(t, stats->second_moment, ev.diag_t);
 			if (ev.invariants != NULL) {

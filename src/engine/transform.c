@@ -321,15 +321,6 @@ transform_is_identity(const struct transform *t)
 	return t->scale == NULL && t->dense_block == 0 && t->hadamard_block == 0;
 }
 
-/* Below this many elements a pass runs on the caller's thread. */
-#define APPLY_PARALLEL_MIN (1 << 16)
-
-static int
-apply_parts(int64_t n, int d)
-{
-	return n * d >= APPLY_PARALLEL_MIN ? PARALLEL_PARTS : 1;
-}
-
 struct scale_pass {
 	const float *src;
 	float *dst;
@@ -407,7 +398,7 @@ apply_stages(const struct transform *t, bool weights, const float *src, float *d
 		struct scale_pass sp = { .src = cur, .dst = dst, .scale = t->scale, .d = d,
 					 .divide = weights };
 
-		parallel_for(n, apply_parts(n, d), scale_part, &sp);
+		parallel_for(n, parallel_parts(n, n * d), scale_part, &sp);
 		cur = dst;
 	}
 	if (t->dense_block > 0) {

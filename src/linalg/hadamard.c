@@ -101,9 +101,6 @@ fwht_strided(float *x, int p, int q)
 /* Rows per DCT product: one product per batch keeps the calls large, and in place
  * the batch is copied aside first. */
 #define HADAMARD_BATCH_ROWS 256
-/* Below this many elements the butterflies run on the caller's thread, because
- * starting threads costs tens of microseconds. */
-#define HADAMARD_PARALLEL_MIN (1 << 16)
 
 /* The odd factor q of one block width and its DCT matrix (NULL when q = 1). */
 struct hadamard_factor {
@@ -204,8 +201,7 @@ linalg_hadamard_blocks(const float *x, float *out, int64_t rows, int64_t ld, int
 	hadamard_factor_init(&tail, rest > 0 ? rest : block);
 	if (body.q > 1 || tail.q > 1)
 		hadamard_dct(x, out, rows, ld, width, block, &body, &tail, transpose);
-	parallel_for(rows, rows * width >= HADAMARD_PARALLEL_MIN ? PARALLEL_PARTS : 1,
-		     butterfly_part, &bp);
+	parallel_for(rows, parallel_parts(rows, rows * width), butterfly_part, &bp);
 	free(body.dct);
 	free(tail.dct);
 }
@@ -256,7 +252,7 @@ linalg_hadamard_diagonal(const double *sigma, int64_t ld, int width, double *dia
 	int p = linalg_pow2_factor(width);
 	int q = width / p;
 	size_t z_size = (size_t)p * q * q;
-	int parts = p < PARALLEL_PARTS ? p : PARALLEL_PARTS;
+	int parts = parallel_parts(p, (int64_t)width * width);
 	struct diagonal_pass dp = { .sigma = sigma, .ld = ld, .p = p, .q = q };
 	double *z, *v = alloc_array(p, sizeof(*v));
 	float *c = q > 1 ? dct_matrix(q) : NULL;
